@@ -1,0 +1,103 @@
+"""Value objects handed to callers: :class:`Checkpoint` and :class:`SessionInfo`.
+
+``Checkpoint`` keeps the seed's fields and its ``to_dict`` / ``from_dict``
+format, so exports written by the in-memory manager import here unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+JSONDict = dict[str, Any]
+
+
+def format_id(session_id: str, seq: int) -> str:
+    """The public id of checkpoint ``seq`` of ``session_id``."""
+    return f"{session_id}:{seq}"
+
+
+def parse_id(checkpoint_id: object) -> tuple[str, int] | None:
+    """Split a public id into ``(session_id, seq)``, or None when it is malformed.
+
+    The id is split at its last ':' so that session ids may contain ':' themselves.
+    """
+    if not isinstance(checkpoint_id, str):
+        return None
+    session_id, sep, seq_text = checkpoint_id.rpartition(":")
+    if not sep or not session_id or not seq_text.isascii() or not seq_text.isdigit():
+        return None
+    seq = int(seq_text)
+    if seq < 1 or str(seq) != seq_text:
+        return None
+    return session_id, seq
+
+
+@dataclass
+class Checkpoint:
+    """One recovery point: a named, timestamped JSON state of a session.
+
+    Attributes:
+        id: ``"{session_id}:{seq}"``; seq never repeats within a session.
+        name: the semantic name given at creation, e.g. ``"task_started"``.
+        timestamp: when it was created, timezone-aware UTC.
+        data: the JSON state.
+        metadata: extra JSON the caller attached.
+    """
+
+    id: str
+    name: str
+    timestamp: datetime
+    data: JSONDict
+    metadata: JSONDict = field(default_factory=dict)
+
+    @property
+    def session_id(self) -> str:
+        """The session this checkpoint belongs to (the id up to its last ':')."""
+        return self.id.rpartition(":")[0]
+
+    @property
+    def seq(self) -> int:
+        """The checkpoint's position in its session (the id after its last ':')."""
+        return int(self.id.rpartition(":")[2])
+
+    def to_dict(self) -> JSONDict:
+        """The seed's export format: id, name, ISO timestamp, data, metadata."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "timestamp": self.timestamp.isoformat(),
+            "data": self.data,
+            "metadata": self.metadata,
+        }
+
+    @classmethod
+    def from_dict(cls, data: JSONDict) -> Checkpoint:
+        """Build a checkpoint from :meth:`to_dict` output (metadata optional)."""
+        return cls(
+            id=data["id"],
+            name=data["name"],
+            timestamp=datetime.fromisoformat(data["timestamp"]),
+            data=data["data"],
+            metadata=data.get("metadata", {}),
+        )
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """What the store knows about one session.
+
+    Attributes:
+        id: the session id.
+        created_at: when its first checkpoint was written (UTC).
+        updated_at: when it was last written to (UTC).
+        checkpoint_count: live checkpoints (after compaction and clear).
+        last_seq: the highest seq ever issued; the next checkpoint gets ``last_seq + 1``.
+    """
+
+    id: str
+    created_at: datetime
+    updated_at: datetime
+    checkpoint_count: int
+    last_seq: int

@@ -1,0 +1,425 @@
+"""From a URL to a working connection: SQLite pragmas, transactions, driver errors.
+
+Everything that depends on *how* we talk to the database lives here:
+
+* resolving ``None`` / a bare path / ``CHECKPOINTDB_URL`` to a SQLAlchemy URL;
+* creating a new SQLite file with mode 0600 before SQLite touches it, and
+  refusing a file that is not an SQLite database without writing to it;
+* per-connection pragmas (WAL, foreign keys, synchronous, busy timeout) and
+  the pysqlite transaction recipe, so that writes take the lock up front with
+  ``BEGIN IMMEDIATE`` and SQLAlchemy never issues a BEGIN of its own;
+* short transactions on the pooled DBAPI connection (:meth:`Database.write`,
+  :meth:`Database.read`) that always end in COMMIT or ROLLBACK;
+* turning driver errors into :mod:`checkpointdb.errors` with the file named.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+
+from .errors import (
+    CheckpointDBError,
+    CorruptDatabaseError,
+    StoreBusyError,
+    StoreClosedError,
+    StoreFullError,
+)
+
+logger = logging.getLogger(__name__)
+
+ENV_URL = "CHECKPOINTDB_URL"
+DEFAULT_PATH = "checkpoints.db"
+
+Synchronous = Literal["NORMAL", "FULL", "EXTRA"]
+
+# Connection settings, named here rather than scattered as literals.
+DEFAULT_SETTINGS: dict[str, Any] = {
+    # Seconds a writer waits for another writer's lock before StoreBusyError.
+    "busy_timeout": 30.0,
+    # NORMAL in WAL mode survives any process crash; FULL also survives power loss.
+    "synchronous": "NORMAL",
+    # PostgreSQL: enough connections for a busy agent host, few enough that
+    # dozens of hosts do not exhaust the server's max_connections (100).
+    "pool_size": 5,
+    "max_overflow": 5,
+    # Drop server connections before typical proxy / firewall idle cut-offs.
+    "pool_recycle": 1800,
+}
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_SQLITE_HEADER_SIZE = 100
+
+# SQLite primary result codes (sqlite3.Error.sqlite_errorcode & 0xFF).
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+_SQLITE_CORRUPT = 11
+_SQLITE_FULL = 13
+_SQLITE_CANTOPEN = 14
+_SQLITE_NOTADB = 26
+
+
+class Cursor(Protocol):
+    """The slice of a DBAPI cursor the repository uses."""
+
+    rowcount: int
+    connection: Any
+
+    def execute(self, operation: Any, parameters: Any = ...) -> Any:
+        """Run one statement."""
+
+    def fetchone(self) -> Any:
+        """Next row or None."""
+
+    def fetchall(self) -> list[Any]:
+        """All remaining rows."""
+
+    def close(self) -> Any:
+        """Release the cursor."""
+
+
+def resolve_url(target: str | os.PathLike[str] | URL | None) -> URL:
+    """Turn what a user passes into a SQLAlchemy URL.
+
+    ``None`` means ``$CHECKPOINTDB_URL`` or ``./checkpoints.db``; a string with
+    ``://`` is a URL; anything else is a filesystem path to an SQLite file.
+    """
+    if target is None:
+        target = os.environ.get(ENV_URL) or DEFAULT_PATH
+    if isinstance(target, URL):
+        url = target
+    elif isinstance(target, str) and "://" in target:
+        url = make_url(target)
+    else:
+        path = Path(os.fspath(target)).expanduser()
+        url = URL.create("sqlite", database=str(path.absolute()))
+    if url.get_backend_name() == "sqlite":
+        database = url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            raise CheckpointDBError(
+                f"in-memory SQLite ({url.render_as_string()!r}) cannot be shared by the "
+                "pool; use a file path, for example one in tempfile.mkdtemp()"
+            )
+        url = url.set(drivername="sqlite+pysqlite")
+    elif url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def describe(url: URL) -> str:
+    """The database as a person names it: the file path, or the URL without password."""
+    if url.get_backend_name() == "sqlite":
+        return str(url.database)
+    return url.render_as_string(hide_password=True)
+
+
+def prepare_sqlite_file(path: Path) -> None:
+    """Create a new database file 0600, or check that an existing one is SQLite.
+
+    Raises:
+        CheckpointDBError: the directory does not exist.
+        CorruptDatabaseError: the file exists but is not an SQLite database;
+            it is left exactly as it was.
+    """
+    if not path.parent.is_dir():
+        raise CheckpointDBError(
+            f"cannot create database {path}: directory {path.parent} does not exist"
+        )
+    try:
+        # Created 0600 before SQLite opens it: the -wal and -shm files SQLite
+        # makes later copy the database file's mode.
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        os.close(fd)
+        return
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise CorruptDatabaseError(f"{path} is not a regular file")
+    if info.st_size:
+        with path.open("rb") as handle:
+            header = handle.read(_SQLITE_HEADER_SIZE)
+        if len(header) < _SQLITE_HEADER_SIZE or not header.startswith(_SQLITE_MAGIC):
+            raise CorruptDatabaseError(
+                f"{path} is not an SQLite database (bad or truncated header); it was left untouched"
+            )
+    if info.st_mode & 0o077:
+        logger.warning(
+            "database %s is readable by group or others (mode %o); agent state may hold "
+            "secrets: chmod 600 it",
+            path,
+            stat.S_IMODE(info.st_mode),
+        )
+
+
+def translate_error(exc: BaseException, where: str, busy_timeout: float) -> CheckpointDBError:
+    """Turn a driver (or SQLAlchemy-wrapped driver) error into one of ours.
+
+    Args:
+        exc: the exception raised by the driver.
+        where: the database, as :func:`describe` gives it.
+        busy_timeout: the configured lock wait, quoted in busy errors.
+    """
+    if isinstance(exc, CheckpointDBError):
+        return exc
+    orig: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+    code = getattr(orig, "sqlite_errorcode", None)
+    message = str(orig).strip()
+    if code is not None:
+        primary = code & 0xFF
+        if primary in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            return StoreBusyError(
+                f"{where} is locked by another writer; gave up after the busy timeout of "
+                f"{busy_timeout:g}s ({message}). Nothing was written; retry, or raise "
+                "busy_timeout."
+            )
+        if primary == _SQLITE_FULL:
+            return StoreFullError(
+                f"{where} is full ({message}); the write was rolled back. Free disk space "
+                "and retry."
+            )
+        if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+            return CorruptDatabaseError(f"{where} is damaged or not a database ({message})")
+        if primary == _SQLITE_CANTOPEN:
+            return CheckpointDBError(f"cannot open {where} ({message})")
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate is not None:
+        if sqlstate in ("55P03", "57014", "40P01"):  # lock_not_available, canceled, deadlock
+            return StoreBusyError(
+                f"{where}: gave up waiting for a lock after {busy_timeout:g}s ({message}). "
+                "Nothing was written; retry, or raise busy_timeout."
+            )
+        if sqlstate in ("53100", "53200"):  # disk_full, out_of_memory
+            return StoreFullError(f"{where} is full ({message}); the write was rolled back")
+    return CheckpointDBError(f"{where}: {type(orig).__name__}: {message}")
+
+
+def _install_sqlite_hooks(engine: Engine, synchronous: str, busy_timeout: float) -> None:
+    """Pragmas on every new connection and the pysqlite transaction recipe."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        # The driver must never BEGIN on its own: we (or the "begin" hook
+        # below) do it, so write transactions can be BEGIN IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            # Wait this long for a lock instead of failing at once.
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            # Readers never block the writer and vice versa; persistent in the file.
+            cursor.execute("PRAGMA journal_mode = WAL")
+            # Set explicitly: Debian's SQLite defaults to FULL.
+            cursor.execute(f"PRAGMA synchronous = {synchronous}")
+            # ON DELETE CASCADE from sessions to checkpoints needs this.
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # SQLAlchemy-level transactions (migrations, ad-hoc Core use):
+        # "sqlite_immediate" takes the write lock up front.
+        immediate = connection.get_execution_options().get("sqlite_immediate", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        # A COMMIT that failed with "database is locked" leaves the transaction
+        # open; a pooled connection must never carry it to its next user.
+        if dbapi_connection is not None and dbapi_connection.in_transaction:
+            dbapi_connection.rollback()
+
+
+def create_sqlalchemy_engine(
+    url: URL, *, synchronous: str, busy_timeout: float, echo: bool = False
+) -> Engine:
+    """Build the Engine for ``url`` with this package's connection settings."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        engine = create_engine(
+            url,
+            echo=echo,
+            paramstyle="named",
+            # Each thread checks a connection out; none is used by two at once.
+            connect_args={"check_same_thread": False},
+        )
+        _install_sqlite_hooks(engine, synchronous, busy_timeout)
+        return engine
+    if backend == "postgresql":
+        # Appended to any options the URL carries (a search_path, say).
+        options = " ".join(
+            part
+            for part in (
+                str(url.query.get("options", "")),
+                f"-c timezone=UTC -c lock_timeout={int(busy_timeout * 1000)}",
+            )
+            if part
+        )
+        return create_engine(
+            url,
+            echo=echo,
+            pool_pre_ping=True,
+            pool_size=DEFAULT_SETTINGS["pool_size"],
+            max_overflow=DEFAULT_SETTINGS["max_overflow"],
+            pool_recycle=DEFAULT_SETTINGS["pool_recycle"],
+            connect_args={"options": options, "application_name": "checkpointdb"},
+        )
+    raise CheckpointDBError(
+        f"unsupported database {describe(url)!r}: use an SQLite path or a postgresql+psycopg:// URL"
+    )
+
+
+class Database:
+    """One database: its Engine, and short transactions on pooled DBAPI connections.
+
+    The Engine is rebuilt transparently in a child process after ``fork()``,
+    since a pool inherited across a fork can hang the child.
+    """
+
+    def __init__(
+        self,
+        url: URL,
+        *,
+        synchronous: str = DEFAULT_SETTINGS["synchronous"],
+        busy_timeout: float = DEFAULT_SETTINGS["busy_timeout"],
+        echo: bool = False,
+    ) -> None:
+        sync = str(synchronous).upper()
+        if sync not in ("NORMAL", "FULL", "EXTRA"):
+            raise CheckpointDBError(
+                f"synchronous must be 'NORMAL', 'FULL' or 'EXTRA', got {synchronous!r}"
+            )
+        if not busy_timeout > 0:
+            raise CheckpointDBError(
+                f"busy_timeout must be a positive number of seconds, got {busy_timeout!r}"
+            )
+        self.url = url
+        self.dialect_name = url.get_backend_name()
+        self.where = describe(url)
+        self.synchronous = sync
+        self.busy_timeout = float(busy_timeout)
+        self.is_sqlite = self.dialect_name == "sqlite"
+        if self.is_sqlite:
+            prepare_sqlite_file(Path(str(url.database)))
+        self._echo = echo
+        self._lock = threading.Lock()
+        self._closed = False
+        self._engine = create_sqlalchemy_engine(
+            url, synchronous=sync, busy_timeout=self.busy_timeout, echo=echo
+        )
+        self._pid = os.getpid()
+
+    @property
+    def engine(self) -> Engine:
+        """The Engine for this process (a fresh pool after a fork)."""
+        if self._closed:
+            raise StoreClosedError(f"the store for {self.where} is closed")
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    # Forget the parent's connections without closing them:
+                    # they belong to the parent process.
+                    self._engine.dispose(close=False)
+                    self._pid = os.getpid()
+        return self._engine
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`dispose` was called."""
+        return self._closed
+
+    def translate(self, exc: BaseException) -> CheckpointDBError:
+        """A driver error as one of ours, naming this database."""
+        return translate_error(exc, self.where, self.busy_timeout)
+
+    @contextmanager
+    def _connection(self) -> Iterator[PoolProxiedConnection]:
+        try:
+            raw = self.engine.raw_connection()
+        except CheckpointDBError:
+            raise
+        except Exception as exc:
+            raise self.translate(exc) from exc
+        try:
+            yield raw
+        finally:
+            raw.close()
+
+    @contextmanager
+    def transaction(self, *, write: bool = False, snapshot: bool = True) -> Iterator[Cursor]:
+        """One short transaction on a pooled connection: COMMIT on success, else ROLLBACK.
+
+        Args:
+            write: on SQLite, start with ``BEGIN IMMEDIATE``: wait for the write
+                lock (up to busy_timeout) before reading anything, so the
+                transaction can never fail later on a lock upgrade.
+            snapshot: for reads, run every statement on one snapshot (``BEGIN``
+                on SQLite). A single-statement read passes False and skips the
+                round trip. PostgreSQL's driver always begins by itself.
+
+        Raises:
+            StoreBusyError, StoreFullError, CorruptDatabaseError, CheckpointDBError:
+                driver errors, translated; the transaction was rolled back.
+        """
+        with self._connection() as raw:
+            cursor: Any = raw.cursor()
+            try:
+                if self.is_sqlite:
+                    if write:
+                        cursor.execute("BEGIN IMMEDIATE")
+                    elif snapshot:
+                        cursor.execute("BEGIN")
+                yield cursor
+                raw.commit()
+            except BaseException as exc:
+                # Also on KeyboardInterrupt or task cancellation: the
+                # transaction ends here, whole or not at all.
+                try:
+                    raw.rollback()
+                except Exception:  # the connection may be dead; the pool discards it
+                    raw.invalidate()
+                if isinstance(exc, Exception) and _is_driver_error(exc):
+                    raise self.translate(exc) from exc
+                raise
+            finally:
+                cursor.close()
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A SQLAlchemy Connection (for migrations and schema work), errors translated."""
+        try:
+            with self.engine.connect() as connection:
+                yield connection
+        except CheckpointDBError:
+            raise
+        except DBAPIError as exc:
+            raise self.translate(exc) from exc
+
+    def dispose(self) -> None:
+        """Close every pooled connection; the Database cannot be used afterwards."""
+        if not self._closed:
+            self._closed = True
+            if self._pid == os.getpid():
+                self._engine.dispose()
+            else:
+                self._engine.dispose(close=False)
+
+
+def _is_driver_error(exc: Exception) -> bool:
+    """True for errors raised by a DBAPI driver (sqlite3, psycopg) or wrapped by SQLAlchemy."""
+    if isinstance(exc, DBAPIError):
+        return True
+    module = type(exc).__module__
+    return module.startswith(("sqlite3", "psycopg"))

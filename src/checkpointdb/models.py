@@ -1,0 +1,95 @@
+"""ORM tables: sessions and their checkpoints.
+
+These classes are the schema's source of truth for autogenerate: a test
+checks that the Alembic history produces exactly these tables. Constraint
+names come from the naming convention, so a migration can drop or alter any
+of them on SQLite in batch mode.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, cast
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from .types import JSONDocument, UTCDateTime
+from .validate import MAX_NAME_LENGTH
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base whose metadata names every constraint by convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSONDocument(),
+    }
+
+
+class SessionRecord(Base):
+    """One agent session: the id counter and the live checkpoint count."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), primary_key=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    # The counter behind checkpoint ids; it never goes back, not even on clear().
+    last_seq: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    # Live rows, kept in the same transaction as every insert and delete.
+    checkpoint_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata")
+
+    __table_args__ = (
+        CheckConstraint("last_seq >= 0", name="last_seq_not_negative"),
+        CheckConstraint("checkpoint_count >= 0", name="count_not_negative"),
+    )
+
+
+class CheckpointRecord(Base):
+    """One checkpoint; its public id is ``f"{session_id}:{seq}"``."""
+
+    __tablename__ = "checkpoints"
+
+    session_id: Mapped[str] = mapped_column(
+        String(MAX_NAME_LENGTH),
+        ForeignKey("sessions.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
+    created_at: Mapped[datetime]
+    data: Mapped[dict[str, Any]]
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata")
+
+    __table_args__ = (
+        CheckConstraint("seq > 0", name="seq_positive"),
+        # get_by_name / get_latest(name): newest of a name without a scan.
+        Index(None, "session_id", "name", "seq"),
+        # get_since / get_between: a range of one session's times.
+        Index(None, "session_id", "created_at"),
+    )
+
+
+sessions_table = cast(Table, SessionRecord.__table__)
+checkpoints_table = cast(Table, CheckpointRecord.__table__)

@@ -1,0 +1,132 @@
+"""Column types: UTC timestamps and JSON documents, identical on every backend.
+
+The encode/decode functions here are the only place values are converted
+between Python and the database; the TypeDecorators use them for ORM and Core
+statements, and the repository's compiled hot paths call them directly.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, String, Text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from .errors import InvalidDataError, NaiveDatetimeError
+
+# Fixed width, so that text order is time order and SQLite's date functions
+# accept it: 2026-11-26T18:30:00.123456Z.
+_SQLITE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def require_aware(value: object, what: str = "datetime") -> datetime:
+    """Return ``value`` as UTC, refusing anything but a timezone-aware datetime.
+
+    Raises:
+        NaiveDatetimeError: ``value`` has no timezone (we never guess one).
+        InvalidDataError: ``value`` is not a datetime at all.
+    """
+    if not isinstance(value, datetime):
+        raise InvalidDataError(f"{what} must be a timezone-aware datetime, got {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise NaiveDatetimeError(
+            f"{what} {value.isoformat()} has no timezone; pass an aware datetime "
+            "such as datetime.now(timezone.utc)"
+        )
+    return value.astimezone(UTC)
+
+
+def encode_time_text(value: datetime) -> str:
+    """An aware datetime as the fixed-width UTC text stored on SQLite."""
+    return require_aware(value).strftime(_SQLITE_TIME_FORMAT)
+
+
+def decode_time(value: datetime | str) -> datetime:
+    """A stored timestamp (SQLite text or PostgreSQL timestamptz) as aware UTC."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def dumps_json(value: Any) -> str:
+    """Serialise validated JSON as compact, human-readable text (no NaN)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def decode_json(value: Any) -> Any:
+    """A stored JSON value (SQLite text, or already parsed by the PostgreSQL driver)."""
+    if isinstance(value, str | bytes):
+        return json.loads(value)
+    return value
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes with microseconds intact; naive values are refused.
+
+    PostgreSQL stores ``timestamptz``; SQLite stores fixed-width ISO-8601 text
+    ending in ``Z``, which sorts in time order and works with ``julianday()``.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """Text on SQLite (whose DateTime drops offsets), timestamptz elsewhere."""
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(27))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        """Refuse naive datetimes; encode aware ones as UTC."""
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return encode_time_text(value)
+        return require_aware(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Always hand back an aware UTC datetime."""
+        if value is None:
+            return None
+        return decode_time(value)
+
+
+class JSONDocument(TypeDecorator[Any]):
+    """JSON stored as readable text on SQLite and as JSONB on PostgreSQL.
+
+    Values are serialised with :func:`dumps_json`, which refuses NaN and
+    Infinity (one NaN would make ``json_extract`` fail for the whole table).
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """JSONB on PostgreSQL (queried with ``->>``), text elsewhere."""
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.JSONB(none_as_null=True))
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        """Serialise on SQLite; let the JSONB type serialise on PostgreSQL."""
+        if value is None:
+            return None
+        try:
+            text = dumps_json(value)
+        except (TypeError, ValueError) as exc:
+            raise InvalidDataError(f"value cannot be stored as JSON: {exc}") from exc
+        if dialect.name == "postgresql":
+            return value
+        return text
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        """Parse stored JSON back into Python values."""
+        if value is None:
+            return None
+        return decode_json(value)

@@ -1,0 +1,141 @@
+"""Input checks that run before anything is written.
+
+Every refusal names the bad value or the path to it inside the payload
+(``data["steps"][3]["score"]``), so a caller can find it in a large state.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .errors import InvalidDataError, PayloadTooLargeError
+from .types import dumps_json
+
+# Names and session ids are identifiers people type and read in tables.
+MAX_NAME_LENGTH = 255
+# Deeper than any real agent state; far below the recursion limits of
+# Python's json module, SQLite's JSON functions and PostgreSQL's JSONB.
+DEFAULT_MAX_DEPTH = 100
+# A checkpoint is state, not a blob store; the limit is per store and settable.
+DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def check_identifier(value: object, what: str) -> str:
+    """Return ``value`` if it is a usable session id or checkpoint name.
+
+    Raises:
+        InvalidDataError: not a string, empty, longer than MAX_NAME_LENGTH, or
+            holding control characters.
+    """
+    if type(value) is not str:
+        raise InvalidDataError(f"{what} must be a string, got {type(value).__name__} {value!r}")
+    if not value:
+        raise InvalidDataError(f"{what} must not be empty")
+    if len(value) > MAX_NAME_LENGTH:
+        raise InvalidDataError(
+            f"{what} is {len(value)} characters long; the limit is {MAX_NAME_LENGTH}: "
+            f"{value[:40]!r}..."
+        )
+    if not value.isprintable():
+        bad = next(ch for ch in value if not ch.isprintable())
+        raise InvalidDataError(f"{what} {value!r} contains the control character {bad!r}")
+    return value
+
+
+def _describe(path: str, problem: str) -> InvalidDataError:
+    return InvalidDataError(f"{path}: {problem}")
+
+
+def check_json(value: Any, path: str, max_depth: int) -> None:
+    """Refuse anything that would not come back from the database exactly as given.
+
+    Accepted: dicts with string keys, lists, tuples (they come back as lists),
+    strings without NUL, ints, finite floats, bools and None.
+
+    Raises:
+        InvalidDataError: with the path to the first offending value.
+    """
+    active: set[int] = set()
+
+    def walk(node: Any, where: str, depth: int) -> None:
+        kind = type(node)
+        if kind is str:
+            if "\x00" in node:
+                raise _describe(where, "strings may not contain NUL characters")
+            return
+        if kind is float:
+            if not math.isfinite(node):
+                raise _describe(where, f"{node!r} is not valid JSON (NaN and Infinity are refused)")
+            return
+        if kind in _SCALARS:
+            return
+        if depth >= max_depth:
+            raise _describe(where, f"nested deeper than the limit of {max_depth} levels")
+        if kind is dict or kind is list or kind is tuple:
+            ident = id(node)
+            if ident in active:
+                raise _describe(where, "circular reference")
+            active.add(ident)
+            if kind is dict:
+                for key, item in node.items():
+                    if type(key) is not str:
+                        raise _describe(
+                            where,
+                            f"key {key!r} is a {type(key).__name__}; JSON object keys must be "
+                            "strings",
+                        )
+                    if "\x00" in key:
+                        raise _describe(where, f"key {key!r} contains a NUL character")
+                    walk(item, f"{where}[{key!r}]", depth + 1)
+            else:
+                for index, item in enumerate(node):
+                    walk(item, f"{where}[{index}]", depth + 1)
+            active.discard(ident)
+            return
+        raise _describe(
+            where,
+            f"{kind.__name__} {_short_repr(node)} is not JSON; store only dict, list, str, "
+            "int, float, bool and None",
+        )
+
+    walk(value, path, 0)
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def encode_payload(value: Any, what: str, max_depth: int, max_bytes: int) -> str:
+    """Validate a top-level JSON object and return its stored text.
+
+    Args:
+        value: the ``data`` or ``metadata`` dict.
+        what: its name in error messages (``"data"``).
+        max_depth: deepest nesting accepted.
+        max_bytes: largest UTF-8 size accepted.
+
+    Raises:
+        InvalidDataError: not a dict, or something inside cannot round-trip.
+        PayloadTooLargeError: the encoded text is larger than ``max_bytes``.
+    """
+    if type(value) is not dict:
+        raise InvalidDataError(f"{what} must be a dict, got {type(value).__name__}")
+    check_json(value, what, max_depth)
+    text = dumps_json(value)
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise InvalidDataError(
+            f"{what}: contains a lone surrogate {text[exc.start : exc.end]!r}, which is not "
+            "valid Unicode"
+        ) from exc
+    if size > max_bytes:
+        raise PayloadTooLargeError(
+            f"{what} is {size} bytes as JSON; the store's limit (max_payload_bytes) is "
+            f"{max_bytes} bytes"
+        )
+    return text
