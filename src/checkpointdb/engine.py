@@ -19,6 +19,7 @@ import logging
 import os
 import stat
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any, Literal, Protocol
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, QueuePool
 
 from .errors import (
     CheckpointDBError,
@@ -285,7 +286,8 @@ class Database:
     """One database: its Engine, and short transactions on pooled DBAPI connections.
 
     The Engine is rebuilt transparently in a child process after ``fork()``,
-    since a pool inherited across a fork can hang the child.
+    since a pool inherited across a fork can hang the child; on SQLite, idle
+    connections are closed before every fork (see ``prepare_for_fork``).
     """
 
     def __init__(
@@ -320,6 +322,10 @@ class Database:
             url, synchronous=sync, busy_timeout=self.busy_timeout, echo=echo
         )
         self._pid = os.getpid()
+        # Connections other threads were using when this process last forked.
+        self._in_use_at_fork = 0
+        if self.is_sqlite:
+            _sqlite_databases.add(self)
 
     @property
     def engine(self) -> Engine:
@@ -329,11 +335,25 @@ class Database:
         if self._pid != os.getpid():
             with self._lock:
                 if self._pid != os.getpid():
+                    if self._in_use_at_fork:
+                        raise CheckpointDBError(
+                            f"{self.where}: this process was forked while another thread "
+                            "was using the store, and SQLite's file locks cannot be used "
+                            "safely from such a child; fork while the store is idle, or "
+                            "start workers with multiprocessing's 'spawn' method"
+                        )
                     # Forget the parent's connections without closing them:
                     # they belong to the parent process.
                     self._engine.dispose(close=False)
                     self._pid = os.getpid()
         return self._engine
+
+    def prepare_for_fork(self) -> None:
+        """Close the pooled connections no one is using and count those in use."""
+        if not self._closed and self._pid == os.getpid():
+            pool = self._engine.pool
+            self._in_use_at_fork = pool.checkedout() if isinstance(pool, QueuePool) else 0
+            self._engine.dispose()
 
     @property
     def closed(self) -> bool:
@@ -394,7 +414,8 @@ class Database:
                     raise self.translate(exc) from exc
                 raise
             finally:
-                cursor.close()
+                if raw.is_valid:  # an invalidated connection was closed, cursors and all
+                    cursor.close()
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
@@ -415,6 +436,27 @@ class Database:
                 self._engine.dispose()
             else:
                 self._engine.dispose(close=False)
+
+
+# SQLite databases open in this process, for the fork hook below.
+_sqlite_databases: weakref.WeakSet[Database] = weakref.WeakSet()
+
+
+def _prepare_sqlite_stores_for_fork() -> None:
+    """Before fork(): close every open store's idle SQLite connections.
+
+    A child inherits SQLite's in-process lock bookkeeping for each connection
+    open at the fork. With it, the child's own connections skip the file
+    locks they need, so the parent closing its last connection deletes the
+    WAL the child is still writing to, and acknowledged checkpoints vanish.
+    Connections other threads are using cannot be closed: a child forked
+    then refuses to use the store (see :attr:`Database.engine`).
+    """
+    for database in list(_sqlite_databases):
+        database.prepare_for_fork()
+
+
+os.register_at_fork(before=_prepare_sqlite_stores_for_fork)
 
 
 def _is_driver_error(exc: Exception) -> bool:
