@@ -37,6 +37,7 @@ from .errors import (
     StoreClosedError,
     StoreFullError,
 )
+from .types import dumps_jsonb
 
 logger = logging.getLogger(__name__)
 
@@ -276,6 +277,7 @@ def create_sqlalchemy_engine(
             max_overflow=DEFAULT_SETTINGS["max_overflow"],
             pool_recycle=DEFAULT_SETTINGS["pool_recycle"],
             connect_args={"options": options, "application_name": "checkpointdb"},
+            json_serializer=dumps_jsonb,
         )
     raise CheckpointDBError(
         f"unsupported database {describe(url)!r}: use an SQLite path or a postgresql+psycopg:// URL"

@@ -33,7 +33,7 @@ from sqlalchemy.sql.elements import BindParameter, ClauseElement
 from .checkpoint import Checkpoint, SessionInfo, format_id
 from .engine import Cursor
 from .models import checkpoints_table, sessions_table
-from .types import decode_json, decode_time, encode_time_text, require_aware
+from .types import decode_json, decode_time, encode_time_text, jsonb_text, require_aware
 
 # Rows fetched per round trip when streaming a session.
 PAGE_SIZE = 500
@@ -153,6 +153,7 @@ class Repository:
         self._encode_time: Callable[[datetime], Any] = (
             encode_time_text if name == "sqlite" else require_aware
         )
+        self._json_text: Callable[[str], str] = jsonb_text if name == "postgresql" else str
         session: BindParameter[str] = bindparam("session_id")
         seq: BindParameter[int] = bindparam("seq")
         self._allocate = self._compile(_upsert_session(name, bindparam("count_delta")))
@@ -308,8 +309,8 @@ class Repository:
                 "seq": seq,
                 "name": name,
                 "created_at": self._encode_time(created_at),
-                "data": data_json,
-                "metadata": metadata_json,
+                "data": self._json_text(data_json),
+                "metadata": self._json_text(metadata_json),
             },
         )
 

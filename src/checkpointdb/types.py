@@ -8,7 +8,9 @@ statements, and the repository's compiled hot paths call them directly.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import DateTime, String, Text
@@ -57,6 +59,36 @@ def decode_time(value: datetime | str) -> datetime:
 def dumps_json(value: Any) -> str:
     """Serialise validated JSON as compact, human-readable text (no NaN)."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+# A JSON string, or a number in exponent form (the only tokens that matter here).
+_STRING_OR_EXPONENT_NUMBER = re.compile(r'"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?[eE][+-]?\d+')
+
+
+def _positional(match: re.Match[str]) -> str:
+    token = match.group(0)
+    if token.startswith('"'):
+        return token
+    text = format(Decimal(token), "f")
+    return text if "." in text else text + ".0"
+
+
+def jsonb_text(text: str) -> str:
+    """JSON text that PostgreSQL's JSONB hands back with the same Python types.
+
+    JSONB stores numbers as ``numeric`` and prints ``1e+16`` as
+    ``10000000000000000``, which would come back as an int (and, for most
+    such floats, a different value). Writing exponent-form floats in
+    positional notation with a decimal point keeps them floats, exactly.
+    """
+    if "e" not in text and "E" not in text:
+        return text
+    return _STRING_OR_EXPONENT_NUMBER.sub(_positional, text)
+
+
+def dumps_jsonb(value: Any) -> str:
+    """:func:`dumps_json` for a PostgreSQL JSONB column (see :func:`jsonb_text`)."""
+    return jsonb_text(dumps_json(value))
 
 
 def decode_json(value: Any) -> Any:
@@ -122,6 +154,8 @@ class JSONDocument(TypeDecorator[Any]):
         except (TypeError, ValueError) as exc:
             raise InvalidDataError(f"value cannot be stored as JSON: {exc}") from exc
         if dialect.name == "postgresql":
+            # The JSONB type serialises again, with the engine's json_serializer
+            # (dumps_jsonb), so the same number rules apply.
             return value
         return text
 

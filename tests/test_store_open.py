@@ -1,0 +1,173 @@
+"""Opening a store: URL forms, new/old/too-new schemas, concurrent openers, start-up cost."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+import checkpointdb.store as store_module
+from checkpointdb import (
+    CheckpointManager,
+    CheckpointStore,
+    SchemaOutOfDateError,
+    SchemaTooNewError,
+    StoreClosedError,
+)
+from checkpointdb.engine import Database, resolve_url
+from checkpointdb.migrate import downgrade, head_revision, known_revisions
+from checkpointdb.repository import Repository
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_new_database_is_created_at_head(store: CheckpointStore) -> None:
+    assert store.schema_revision() == head_revision()
+    assert store.sessions() == []
+
+
+@pytest.mark.parametrize("form", ["path", "pathlib", "sqlite-url", "env", "cwd-default"])
+def test_every_way_of_naming_an_sqlite_file_opens_it(
+    form: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "named.db"
+    monkeypatch.delenv("CHECKPOINTDB_URL", raising=False)
+    if form == "path":
+        store = CheckpointStore(str(target))
+    elif form == "pathlib":
+        store = CheckpointStore(target)
+    elif form == "sqlite-url":
+        store = CheckpointStore(f"sqlite:///{target}")
+    elif form == "env":
+        monkeypatch.setenv("CHECKPOINTDB_URL", str(target))
+        store = CheckpointStore()
+    else:
+        monkeypatch.chdir(tmp_path)
+        target = tmp_path / "checkpoints.db"
+        store = CheckpointStore()
+    with store:
+        store.manager("s").create("a", {"x": 1})
+        assert store.where == str(target)
+    assert target.is_file()
+
+
+def test_seed_style_manager_uses_the_default_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHECKPOINTDB_URL", str(tmp_path / "default.db"))
+    monkeypatch.setattr(store_module, "_default_store", None)
+    mgr = CheckpointManager("seed-session", max_checkpoints=10, compress_after=5)
+    try:
+        mgr.create("task_started", {"step": 1})
+        assert mgr.store.where == str(tmp_path / "default.db")
+        assert CheckpointManager("seed-session").get_latest() is not None
+    finally:
+        mgr.store.close()
+
+
+def test_newer_sqlite_database_is_refused_and_left_unchanged(sqlite_path: Path) -> None:
+    with CheckpointStore(sqlite_path) as store:
+        store.manager("s").create("a", {"x": 1})
+    with sqlite3.connect(sqlite_path) as raw:
+        raw.execute("UPDATE alembic_version SET version_num = '9999'")
+    before = _sha256(sqlite_path)
+    with pytest.raises(SchemaTooNewError) as excinfo:
+        CheckpointStore(sqlite_path)
+    assert "9999" in str(excinfo.value)
+    assert str(sqlite_path) in str(excinfo.value)
+    assert _sha256(sqlite_path) == before
+
+
+def test_newer_postgres_database_is_refused_and_left_unchanged(postgres_url: str) -> None:
+    with CheckpointStore(postgres_url) as store:
+        store.manager("s").create("a", {"x": 1})
+        with store._db.connect() as conn, conn.begin():
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(SchemaTooNewError, match="9999"):
+        CheckpointStore(postgres_url)
+    db = Database(resolve_url(postgres_url))
+    try:
+        with db.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "9999"
+            assert conn.execute(text("SELECT count(*) FROM checkpoints")).scalar() == 1
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize("older", known_revisions()[:-1])
+def test_older_database_with_auto_upgrade_off_names_the_command(
+    backend_url: str, older: str
+) -> None:
+    CheckpointStore(backend_url).close()
+    db = Database(resolve_url(backend_url))
+    try:
+        downgrade(db, Repository(db.engine.dialect), older)
+    finally:
+        db.dispose()
+    with pytest.raises(SchemaOutOfDateError) as excinfo:
+        CheckpointStore(backend_url, auto_upgrade=False)
+    assert "checkpointdb --db" in str(excinfo.value)
+    assert "db upgrade" in str(excinfo.value)
+
+
+def _open_and_write(path: str, barrier: multiprocessing.synchronize.Barrier, name: str) -> None:
+    barrier.wait(timeout=30)
+    with CheckpointStore(path) as store:
+        store.manager(name).create("opened", {"by": name})
+
+
+def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    path = str(tmp_path / "race.db")
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(4)
+    procs = [ctx.Process(target=_open_and_write, args=(path, barrier, f"p{i}")) for i in range(4)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    assert [proc.exitcode for proc in procs] == [0, 0, 0, 0]
+    with CheckpointStore(path) as store:
+        assert sorted(info.id for info in store.sessions()) == ["p0", "p1", "p2", "p3"]
+        assert store.schema_revision() == head_revision()
+
+
+def test_opening_an_up_to_date_store_does_not_import_alembic(sqlite_path: Path) -> None:
+    CheckpointStore(sqlite_path).close()
+    code = (
+        "import sys\n"
+        "from checkpointdb import CheckpointStore\n"
+        f"store = CheckpointStore({str(sqlite_path)!r})\n"
+        "store.manager('s').create('a', {})\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_closed_store_refuses_to_work(store: CheckpointStore) -> None:
+    mgr = store.manager("s")
+    mgr.create("a", {})
+    store.close()
+    with pytest.raises(StoreClosedError):
+        mgr.create("b", {})
+    with pytest.raises(StoreClosedError):
+        store.sessions()
+
+
+def test_context_manager_closes_the_store(sqlite_path: Path) -> None:
+    with CheckpointStore(sqlite_path) as store:
+        store.manager("s").create("a", {})
+    assert store._db.closed
+    # Every connection is closed: the WAL was checkpointed into the file.
+    assert not Path(f"{sqlite_path}-wal").exists() or os.path.getsize(f"{sqlite_path}-wal") == 0
