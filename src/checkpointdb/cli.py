@@ -1,0 +1,1145 @@
+"""The ``checkpointdb`` command: inspect, move and repair agent state from a terminal.
+
+A thin layer over the public API: each command opens a
+:class:`~checkpointdb.CheckpointStore`, calls one or two methods of it or of a
+:class:`~checkpointdb.CheckpointManager`, and prints the result as a table for
+people or, with ``--json``, as JSON for scripts. The only SQL of its own is
+the ``sql`` command's, run by :mod:`checkpointdb.readonly`; the ``db``
+commands drive :mod:`checkpointdb.migrate`.
+
+Exit status: 0 on success; 1 on an error (an unknown session, id or database
+file, a refused query, a schema that is not at head for ``db check``); 2 on
+bad usage (a missing or malformed argument). Errors are one line on stderr.
+The CLI never upgrades a schema on its own: ``db upgrade`` does.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+import shlex
+import sys
+import tempfile
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from itertools import islice
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+import click
+from sqlalchemy.engine import URL
+
+from . import demo, migrate
+from .checkpoint import Checkpoint, SessionInfo, parse_id
+from .engine import Database, describe, resolve_url
+from .errors import CheckpointDBError, InvalidDataError, NotFoundError
+from .manager import CheckpointManager
+from .readonly import run_read_only
+from .repository import Repository
+from .store import CheckpointStore
+from .validate import check_identifier
+
+# Below this many rows (or bytes, for import) the work is over before a
+# progress bar could be read, so none is drawn.
+PROGRESS_MIN_ROWS = 2000
+PROGRESS_MIN_BYTES = 4 * 1024 * 1024
+# Table cells longer than this are cut (``--json`` gives them whole).
+CELL_WIDTH = 60
+# Rows in the ``stats`` chart, and the width of its longest bar.
+CHART_ROWS = 12
+CHART_WIDTH = 40
+
+_KEEP_RECENT_DEFAULT = inspect.signature(CheckpointStore.manager).parameters["keep_recent"].default
+_RELATIVE_TIME = re.compile(r"^(\d+)\s*([smhdw])$")
+_TIME_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# The widest range get_between accepts: "every checkpoint" for an open bound.
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# -- errors ---------------------------------------------------------------------
+
+
+class _CommandError(click.ClickException):
+    """An error shown as one line, ``Error: ...``; exit status 1."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
+
+class _UsageLine(_CommandError):
+    """Bad usage shown as one line, with where to find help; exit status 2."""
+
+    exit_code = 2
+
+
+def _one_line_usage(exc: click.UsageError) -> _UsageLine:
+    hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    return _UsageLine(exc.format_message().rstrip(".") + "." + hint)
+
+
+class _Group(click.Group):
+    """A group whose errors are one line on stderr: exit 2 for bad usage, 1 otherwise."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        """Parse the group's own options, reporting bad ones on one line."""
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise _one_line_usage(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the subcommand; turn usage and store errors into one-line errors."""
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise _one_line_usage(exc) from None
+        except CheckpointDBError as exc:
+            raise _CommandError(str(exc)) from None
+
+
+# -- the database the command works on -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Env:
+    """What the group's options say: which database (``--db``, None for the default)."""
+
+    target: str | None
+
+    def url(self) -> URL:
+        """The database URL: ``--db``, else $CHECKPOINTDB_URL, else ./checkpoints.db."""
+        return resolve_url(self.target)
+
+    def require_file(self, url: URL) -> None:
+        """Refuse an SQLite path that does not exist (reading commands never create one)."""
+        if url.get_backend_name() == "sqlite" and not Path(str(url.database)).exists():
+            raise NotFoundError(
+                f"no database at {url.database}: give --db PATH|URL or set CHECKPOINTDB_URL "
+                "(`checkpointdb demo` creates ./checkpoints.db)"
+            )
+
+    def open_store(self, *, create: bool = False) -> CheckpointStore:
+        """Open the store, closed when the command ends; ``create`` allows a new file."""
+        url = self.url()
+        if not create:
+            self.require_file(url)
+        store = CheckpointStore(url, auto_upgrade=False)
+        click.get_current_context().call_on_close(store.close)
+        return store
+
+    def open_database(self, *, create: bool = False) -> tuple[Database, Repository]:
+        """The database without the store's schema check, for the ``db`` commands."""
+        url = self.url()
+        if not create:
+            self.require_file(url)
+        database = Database(url)
+        click.get_current_context().call_on_close(database.dispose)
+        return database, Repository(database.engine.dialect)
+
+    def prefix(self) -> str:
+        """How to type this command again: ``checkpointdb`` plus ``--db`` if it was given."""
+        return "checkpointdb" + (f" --db {shlex.quote(self.target)}" if self.target else "")
+
+
+# -- arguments ------------------------------------------------------------------------------
+
+
+def _identifier(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return check_identifier(value, param.human_readable_name)
+    except InvalidDataError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """An instant: ISO 8601 with an offset, or a relative time before now (10m, 2h, 7d).
+
+    A time without an offset is refused rather than guessed.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    relative = _RELATIVE_TIME.match(text)
+    if relative:
+        amount, unit = int(relative.group(1)), relative.group(2)
+        try:
+            return datetime.now(UTC) - timedelta(**{_TIME_UNITS[unit]: amount})
+        except OverflowError:
+            raise click.BadParameter(f"{text!r} reaches too far back") from None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a time: give ISO 8601 with an offset "
+            "(2026-11-26T18:00:00+00:00, ...Z) or a relative time (30s, 10m, 2h, 7d, 1w)"
+        ) from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise click.BadParameter(
+            f"{text!r} has no timezone: add one ({text}Z for UTC, or +02:00) "
+            "or give a relative time such as 2h"
+        )
+    return parsed
+
+
+def _examples(*lines: str) -> Callable[[F], F]:
+    """Append an "Example:" block to a command's help, kept verbatim by click."""
+
+    def decorate(function: F) -> F:
+        block = "".join(f"  {line}\n" for line in lines)
+        # "\b" on a line of its own stops click from re-wrapping the block.
+        function.__doc__ = f"{inspect.cleandoc(function.__doc__ or '')}\n\n\b\nExample:\n{block}"
+        return function
+
+    return decorate
+
+
+def _session_argument(function: F) -> F:
+    return click.argument("session_id", metavar="SESSION", callback=_identifier)(function)
+
+
+def _json_option(function: F) -> F:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table."
+    )(function)
+
+
+# -- output -------------------------------------------------------------------------------
+
+
+def _iso(moment: datetime) -> str:
+    """A time for tables: UTC to the second, in ISO 8601 (paste it into --since)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, Decimal):
+        return str(value)
+    return str(value)
+
+
+def _emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=_json_default))
+
+
+def _cell(value: Any) -> str:
+    """A value as a person reads it in a table."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "x'" + bytes(value).hex() + "'"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return str(value)
+
+
+def _cut(text: str, width: int = CELL_WIDTH) -> tuple[str, bool]:
+    text = text.replace("\n", " ")
+    if len(text) <= width:
+        return text, False
+    return text[: width - 1] + "…", True
+
+
+def _render_table(
+    headers: Sequence[str], rows: Iterable[Sequence[str]], right: Iterable[int] = ()
+) -> tuple[list[str], bool]:
+    """Lines of an aligned text table, and whether any cell had to be cut."""
+    cut_any = False
+    cells: list[list[str]] = []
+    for row in rows:
+        cut_row = []
+        for value in row:
+            text, was_cut = _cut(value)
+            cut_row.append(text)
+            cut_any = cut_any or was_cut
+        cells.append(cut_row)
+    widths = [len(header) for header in headers]
+    for row in cells:
+        widths = [max(width, len(value)) for width, value in zip(widths, row, strict=True)]
+    right_aligned = set(right)
+
+    def line(values: Sequence[str]) -> str:
+        parts = [
+            value.rjust(width) if index in right_aligned else value.ljust(width)
+            for index, (value, width) in enumerate(zip(values, widths, strict=True))
+        ]
+        return "  ".join(parts).rstrip()
+
+    return [line(headers), line(["-" * width for width in widths]), *map(line, cells)], cut_any
+
+
+def _print_table(
+    headers: Sequence[str], rows: Iterable[Sequence[str]], right: Iterable[int] = ()
+) -> None:
+    lines, cut_any = _render_table(headers, rows, right)
+    for text in lines:
+        click.echo(text)
+    if cut_any:
+        click.echo(f"(values longer than {CELL_WIDTH} characters are cut; --json shows them whole)")
+
+
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def _progress_wanted(size: int, threshold: int) -> bool:
+    """Draw progress only for people (stderr is a terminal) and only for long work."""
+    return size >= threshold and _stderr_is_terminal()
+
+
+def _note(message: str) -> None:
+    """A status line for the person at the terminal; stdout stays clean for pipes."""
+    click.echo(message, err=True)
+
+
+# -- the group ------------------------------------------------------------------------------
+
+
+@click.group(
+    name="checkpointdb",
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--db",
+    "target",
+    metavar="PATH|URL",
+    help="The database: an SQLite file path or a URL such as "
+    "postgresql+psycopg://user@host/db. Default: $CHECKPOINTDB_URL, else ./checkpoints.db.",
+)
+@click.version_option(package_name="checkpointdb", prog_name="checkpointdb")
+@click.pass_context
+@_examples(
+    "checkpointdb demo --crash-at 4 && checkpointdb demo",
+    "checkpointdb sessions",
+    "checkpointdb --db postgresql+psycopg://agent@db.internal/agents sessions",
+)
+def cli(ctx: click.Context, target: str | None) -> None:
+    """A durable SQL checkpoint store for AI agents: inspect, move and repair agent state.
+
+    Start with the demo, which crashes an agent on purpose and resumes it.
+    Every command that prints data takes --json. Exit status: 0 ok, 1 error
+    (unknown session, id or database), 2 bad usage.
+    """
+    ctx.obj = _Env(target)
+
+
+def main() -> None:
+    """Entry point of the ``checkpointdb`` console script (and ``python -m checkpointdb``)."""
+    cli.main(prog_name="checkpointdb")
+
+
+def _require_session(store: CheckpointStore, session_id: str) -> SessionInfo:
+    info = store.session(session_id)
+    if info is None:
+        raise NotFoundError(
+            f"no session {session_id!r} in {store.where} (`checkpointdb sessions` lists them)"
+        )
+    return info
+
+
+# -- sessions, list, show, latest -------------------------------------------------------------
+
+
+@cli.command("sessions")
+@_json_option
+@click.pass_obj
+@_examples(
+    "checkpointdb sessions",
+    "checkpointdb --db agent.db sessions --json",
+)
+def sessions_command(env: _Env, as_json: bool) -> None:
+    """List every session: live checkpoints, last seq, first and last write."""
+    store = env.open_store()
+    sessions = store.sessions()
+    if as_json:
+        _emit_json(
+            [
+                {
+                    "session_id": info.id,
+                    "checkpoint_count": info.checkpoint_count,
+                    "last_seq": info.last_seq,
+                    "created_at": info.created_at,
+                    "updated_at": info.updated_at,
+                }
+                for info in sessions
+            ]
+        )
+        return
+    if not sessions:
+        click.echo(f"no sessions in {store.where}")
+        return
+    _print_table(
+        ["SESSION", "CHECKPOINTS", "LAST SEQ", "FIRST (UTC)", "LAST (UTC)"],
+        (
+            [
+                info.id,
+                str(info.checkpoint_count),
+                str(info.last_seq),
+                _iso(info.created_at),
+                _iso(info.updated_at),
+            ]
+            for info in sessions
+        ),
+        right=(1, 2),
+    )
+
+
+@cli.command("list")
+@_session_argument
+@click.option("--name", "-n", callback=_identifier, help="Only checkpoints with this name.")
+@click.option(
+    "--since",
+    metavar="TIME",
+    callback=_time,
+    help="Created at or after TIME (ISO 8601 or 10m, 2h, 7d).",
+)
+@click.option("--until", metavar="TIME", callback=_time, help="Created at or before TIME.")
+@click.option(
+    "--limit",
+    "-l",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="At most this many (0: all).",
+)
+@_json_option
+@click.pass_obj
+@_examples(
+    "checkpointdb list demo",
+    "checkpointdb list demo --name plan --since 2h --limit 5",
+    "checkpointdb list agent-7 --since 2026-11-26T09:00:00+01:00 --json",
+)
+def list_command(
+    env: _Env,
+    session_id: str,
+    name: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List a session's checkpoints, newest first.
+
+    Times are ISO 8601 with an offset (2026-11-26T18:00:00Z, ...+02:00) or
+    relative to now (30s, 10m, 2h, 7d, 1w). --json prints the seed's export
+    format (id, name, timestamp, data, metadata).
+    """
+    if since is not None and until is not None and since > until:
+        raise click.UsageError(f"--since {since.isoformat()} is after --until {until.isoformat()}")
+    store = env.open_store()
+    info = _require_session(store, session_id)
+    mgr = store.manager(session_id)
+    wanted = None if limit == 0 else limit + 1  # one more tells whether there are more
+    found: Iterable[Checkpoint]
+    if since is not None or until is not None:
+        in_range = mgr.get_between(since or _EARLIEST, until or _LATEST)
+        found = (cp for cp in reversed(in_range) if name is None or cp.name == name)
+    elif name is not None:
+        found = mgr.get_by_name(name, wanted)
+    else:
+        found = mgr.iter_newest_first()
+    checkpoints = list(islice(found, wanted))
+    more = wanted is not None and len(checkpoints) == wanted
+    checkpoints = checkpoints[:limit] if more else checkpoints
+    if as_json:
+        _emit_json([cp.to_dict() for cp in checkpoints])
+    elif not checkpoints:
+        click.echo(f"no matching checkpoints in session {session_id!r}")
+    else:
+        _print_table(
+            ["ID", "NAME", "CREATED (UTC)", "DATA"],
+            ([cp.id, cp.name, _iso(cp.timestamp), _cell(cp.data)] for cp in checkpoints),
+        )
+    if more:
+        filtered = name is not None or since is not None or until is not None
+        total = "" if filtered else f" {info.checkpoint_count}"
+        _note(f"(showing the {limit} newest; --limit 0 lists all{total})")
+
+
+def _print_checkpoint(checkpoint: Checkpoint, as_json: bool) -> None:
+    if as_json:
+        _emit_json(checkpoint.to_dict())
+        return
+    click.echo(f"id        {checkpoint.id}")
+    click.echo(f"name      {checkpoint.name}")
+    click.echo(f"created   {checkpoint.timestamp.isoformat()}")
+    click.echo(f"metadata  {json.dumps(checkpoint.metadata, ensure_ascii=False)}")
+    click.echo("data")
+    click.echo(textwrap.indent(json.dumps(checkpoint.data, indent=2, ensure_ascii=False), "  "))
+
+
+@cli.command("show")
+@click.argument("checkpoint_id", metavar="ID")
+@_json_option
+@click.pass_obj
+@_examples(
+    "checkpointdb show demo:3",
+    "checkpointdb show demo:3 --json | jq .data",
+)
+def show_command(env: _Env, checkpoint_id: str, as_json: bool) -> None:
+    """Show one checkpoint: its name, time, metadata and data.
+
+    ID is SESSION:SEQ, as `list` prints it.
+    """
+    parsed = parse_id(checkpoint_id)
+    if parsed is None:
+        raise click.BadParameter(
+            f"{checkpoint_id!r} is not a checkpoint id: ids are SESSION:SEQ, such as demo:3",
+            param_hint="ID",
+        )
+    session_id, seq = parsed
+    store = env.open_store()
+    info = _require_session(store, session_id)
+    checkpoint = store.manager(session_id).get(checkpoint_id)
+    if checkpoint is None:
+        why = "never existed" if seq > info.last_seq else "was compacted or deleted"
+        raise NotFoundError(f"no checkpoint {checkpoint_id} in {store.where}: it {why}")
+    _print_checkpoint(checkpoint, as_json)
+
+
+@cli.command("latest")
+@_session_argument
+@click.option("--name", "-n", callback=_identifier, help="The newest checkpoint with this name.")
+@_json_option
+@click.pass_obj
+@_examples(
+    "checkpointdb latest demo",
+    "checkpointdb latest demo --name plan --json",
+)
+def latest_command(env: _Env, session_id: str, name: str | None, as_json: bool) -> None:
+    """Show a session's newest checkpoint (or the newest with --name).
+
+    This is the state an agent resumes from.
+    """
+    store = env.open_store()
+    _require_session(store, session_id)
+    checkpoint = store.manager(session_id).get_latest(name)
+    if checkpoint is None:
+        named = f" named {name!r}" if name else ""
+        raise NotFoundError(f"session {session_id!r} has no checkpoint{named}")
+    _print_checkpoint(checkpoint, as_json)
+
+
+# -- export, import, compact ----------------------------------------------------------------------
+
+
+def _write_export(mgr: CheckpointManager, total: int, write: Callable[[str], Any]) -> int:
+    """Stream ``mgr.export()``'s exact text, a page of rows at a time, with progress.
+
+    The manager's ``export()`` builds the whole document in memory and cannot
+    report progress; this writes the same bytes (a test holds them equal).
+    """
+    count = 0
+    with click.progressbar(
+        length=total,
+        label="Exporting",
+        file=sys.stderr,
+        hidden=not _progress_wanted(total, PROGRESS_MIN_ROWS),
+    ) as bar:
+        write("[")
+        for checkpoint in mgr:
+            entry = json.dumps(checkpoint.to_dict(), indent=2, ensure_ascii=False)
+            write(("\n" if count == 0 else ",\n") + textwrap.indent(entry, "  "))
+            count += 1
+            bar.update(1)
+        write("\n]\n" if count else "]\n")
+    return count
+
+
+def _write_file_atomically(path: Path, produce: Callable[[TextIO], Any]) -> Any:
+    """Write ``path`` through a 0600 temporary file renamed over it: never half a file."""
+    target = path.expanduser().absolute()
+    try:
+        descriptor, temporary = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".partial", dir=target.parent
+        )
+    except OSError as exc:
+        raise CheckpointDBError(f"cannot write {path}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            result = produce(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    return result
+
+
+@cli.command("export")
+@_session_argument
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to FILE (mode 0600, replaced atomically) instead of stdout.",
+)
+@click.pass_obj
+@_examples(
+    "checkpointdb export demo -o demo.json",
+    "checkpointdb export demo | jq 'length'",
+)
+def export_command(env: _Env, session_id: str, output: Path | None) -> None:
+    """Export a session's checkpoints as JSON (the seed's export format).
+
+    The file is a JSON list of {id, name, timestamp, data, metadata},
+    oldest first: what CheckpointManager.export() returns and `import` reads.
+    """
+    store = env.open_store()
+    info = _require_session(store, session_id)
+    mgr = store.manager(session_id)
+    if output is None:
+        _write_export(mgr, info.checkpoint_count, lambda text: click.echo(text, nl=False))
+        return
+    count = _write_file_atomically(
+        output, lambda handle: _write_export(mgr, info.checkpoint_count, handle.write)
+    )
+    _note(f"exported {count} checkpoints of session {session_id!r} to {output}")
+
+
+@cli.command("import")
+@_session_argument
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@_json_option
+@click.pass_obj
+@_examples(
+    "checkpointdb import demo-copy demo.json",
+    "checkpointdb --db old.db export agent-7 | checkpointdb --db new.db import agent-7 -",
+)
+def import_command(env: _Env, session_id: str, file: TextIO, as_json: bool) -> None:
+    """Import checkpoints from an export file into SESSION, all or nothing.
+
+    FILE is JSON as `export` (or the seed's CheckpointManager.export()) writes
+    it; - reads stdin. Every entry is checked before anything is written; one
+    bad entry imports nothing. Checkpoints keep their order and timestamps; an
+    id already used in SESSION gets a fresh one, so no id is ever duplicated.
+    The database is created if it does not exist.
+    """
+    try:
+        text = file.read()
+    except UnicodeDecodeError as exc:
+        raise CheckpointDBError(f"{file.name} is not UTF-8 text: {exc}") from None
+    store = env.open_store(create=True)
+    mgr = store.manager(session_id)
+    started = time.monotonic()
+    if _progress_wanted(len(text), PROGRESS_MIN_BYTES):
+        _note(f"Importing {len(text) / 1e6:.1f} MB into session {session_id!r} (one transaction)…")
+    count = mgr.import_checkpoints(text)
+    info = _require_session(store, session_id)
+    if as_json:
+        _emit_json(
+            {
+                "session_id": session_id,
+                "imported": count,
+                "checkpoint_count": info.checkpoint_count,
+                "last_seq": info.last_seq,
+            }
+        )
+        return
+    click.echo(
+        f"imported {count} checkpoints into session {session_id!r} in "
+        f"{time.monotonic() - started:.1f} s; it now has {info.checkpoint_count} "
+        f"(newest id {session_id}:{info.last_seq})"
+    )
+
+
+def _shorten(ids: Sequence[str], keep: int = 6) -> str:
+    if len(ids) <= keep:
+        return ", ".join(ids)
+    half = keep // 2
+    return ", ".join([*ids[:half], "…", *ids[-half:]])
+
+
+@cli.command("compact")
+@_session_argument
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.option(
+    "--keep-recent",
+    type=click.IntRange(min=0),
+    default=_KEEP_RECENT_DEFAULT,
+    show_default=True,
+    help="How many of the newest checkpoints to keep whatever their names.",
+)
+@_json_option
+@click.pass_obj
+@_examples(
+    "checkpointdb compact agent-7 --dry-run",
+    "checkpointdb compact agent-7 --keep-recent 5",
+)
+def compact_command(
+    env: _Env, session_id: str, dry_run: bool, keep_recent: int, as_json: bool
+) -> None:
+    """Run the compaction policy on a session now.
+
+    Keeps the first checkpoint, the newest --keep-recent, and the newest of
+    each name among the others; removes the rest in one transaction.
+    """
+    store = env.open_store()
+    info = _require_session(store, session_id)
+    mgr = store.manager(session_id, keep_recent=keep_recent)
+    if not dry_run and _progress_wanted(info.checkpoint_count, PROGRESS_MIN_ROWS):
+        _note(f"Compacting {info.checkpoint_count} checkpoints (one transaction)…")
+    report = mgr.compact(keep_recent=keep_recent, dry_run=dry_run)
+    if as_json:
+        _emit_json(
+            {
+                "session_id": session_id,
+                "dry_run": report.dry_run,
+                "removed": report.removed,
+                "remaining": report.remaining,
+            }
+        )
+        return
+    count = len(report.removed)
+    if dry_run:
+        click.echo(
+            f"dry run: compacting session {session_id!r} would remove {count} of "
+            f"{count + report.remaining} checkpoints and keep {report.remaining}"
+        )
+    else:
+        click.echo(
+            f"removed {count} checkpoints from session {session_id!r}; {report.remaining} remain"
+        )
+    if report.removed:
+        click.echo(f"{'would remove' if dry_run else 'removed'}: {_shorten(report.removed)}")
+
+
+# -- stats ------------------------------------------------------------------------------------
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _rate(count: int, seconds: float) -> str:
+    if seconds <= 0:
+        return "n/a (a single instant)"
+    for unit, length in (("second", 1), ("minute", 60), ("hour", 3600)):
+        per = count / seconds * length
+        if per >= 1:
+            return f"{per:.1f} per {unit}"
+    return f"{count / seconds * 86400:.1f} per day"
+
+
+def _timeline(times: list[datetime]) -> list[tuple[datetime, datetime, int]]:
+    """Checkpoints per equal slice of time between the first and the last."""
+    if not times:
+        return []
+    start, end = min(times), max(times)
+    rows = max(1, min(CHART_ROWS, len(times)))
+    step = (end - start) / rows
+    if not step:
+        return [(start, end, len(times))]
+    counts = [0] * rows
+    for moment in times:
+        counts[min(int((moment - start) / step), rows - 1)] += 1
+    return [(start + step * i, start + step * (i + 1), n) for i, n in enumerate(counts)]
+
+
+def _chart(timeline: list[tuple[datetime, datetime, int]]) -> list[str]:
+    width = timeline[0][1] - timeline[0][0]
+    if width < timedelta(seconds=1):
+        label = "%H:%M:%S.%f"
+    elif width < timedelta(days=1) and timeline[-1][1] - timeline[0][0] < timedelta(days=1):
+        label = "%H:%M:%S"
+    else:
+        label = "%Y-%m-%d %H:%M"
+    peak = max(count for _, _, count in timeline)
+    block = "█" if "█".encode(sys.stdout.encoding or "ascii", "ignore") else "#"
+    lines = []
+    for start, _, count in timeline:
+        length = max(round(count / peak * CHART_WIDTH), 1) if count else 0
+        stamp = start.astimezone(UTC).strftime(label)
+        if label.endswith("%f"):
+            stamp = stamp[:-3]  # milliseconds
+        lines.append(f"  {stamp}  {block * length:<{CHART_WIDTH}}  {count}")
+    return lines
+
+
+def _gather(
+    store: CheckpointStore, sessions: list[SessionInfo]
+) -> tuple[Counter[str], list[datetime]]:
+    names: Counter[str] = Counter()
+    times: list[datetime] = []
+    for info in sessions:
+        mgr = store.manager(info.id)
+        names.update(mgr.get_summary()["names"])
+        times.extend(checkpoint.timestamp for checkpoint in mgr)
+    return names, times
+
+
+@cli.command("stats")
+@click.argument("session_id", metavar="[SESSION]", required=False, callback=_identifier)
+@_json_option
+@click.pass_obj
+@_examples(
+    "checkpointdb stats demo",
+    "checkpointdb stats --json",
+)
+def stats_command(env: _Env, session_id: str | None, as_json: bool) -> None:
+    """Summarise a session (or every session): counts per name, span, rate, a chart.
+
+    The chart shows how many checkpoints were written in each slice of time
+    between the first and the last (UTC).
+    """
+    store = env.open_store()
+    sessions = [_require_session(store, session_id)] if session_id else store.sessions()
+    names, times = _gather(store, sessions)
+    total = sum(names.values())
+    first, last = (min(times), max(times)) if times else (None, None)
+    seconds = (last - first).total_seconds() if first and last else 0.0
+    timeline = _timeline(times)
+    if as_json:
+        _emit_json(
+            {
+                "session_id": session_id,
+                "sessions": len(sessions),
+                "total_count": total,
+                "unique_names": len(names),
+                "names": dict(names.most_common()),
+                "first": first,
+                "last": last,
+                "duration_seconds": seconds,
+                "per_minute": total / seconds * 60 if seconds else None,
+                "timeline": [
+                    {"start": start, "end": end, "count": count} for start, end, count in timeline
+                ],
+            }
+        )
+        return
+    plural = "" if len(sessions) == 1 else "s"
+    scope = f"session {session_id!r}" if session_id else f"{len(sessions)} session{plural}"
+    click.echo(f"{scope} in {store.where}")
+    click.echo(f"  checkpoints  {total} live, {len(names)} distinct names")
+    if first is None or last is None:
+        return
+    click.echo(f"  span         {_iso(first)} .. {_iso(last)} ({_duration(seconds)})")
+    click.echo(f"  rate         {_rate(total, seconds)}")
+    click.echo("")
+    _print_table(
+        ["NAME", "COUNT"], ([name, str(count)] for name, count in names.most_common()), right=(1,)
+    )
+    click.echo("")
+    width = timeline[0][1] - timeline[0][0]
+    each = f", {_duration(width.total_seconds())} per row" if width else ""
+    click.echo(f"checkpoints over time (UTC{each}):")
+    for line in _chart(timeline):
+        click.echo(line)
+
+
+# -- sql ---------------------------------------------------------------------------------------
+
+
+@cli.command("sql")
+@click.argument("query")
+@_json_option
+@click.pass_obj
+@_examples(
+    'checkpointdb sql "SELECT name, count(*) FROM checkpoints GROUP BY name"',
+    "checkpointdb sql \"SELECT seq, json_extract(data, '$.run') FROM checkpoints\" --json",
+)
+def sql_command(env: _Env, query: str, as_json: bool) -> None:
+    """Run one SQL query on a read-only connection.
+
+    Nothing can be written: INSERT, UPDATE, DELETE, DDL, ATTACH and pragmas
+    that set a value are refused, and the database is left unchanged. QUERY
+    - reads it from stdin. Tables: sessions, checkpoints (data and metadata
+    are JSON: json_extract() on SQLite, ->> on PostgreSQL).
+    """
+    if query == "-":
+        query = sys.stdin.read()
+    columns, rows = run_read_only(env.url(), query)
+    if as_json:
+        _emit_json({"columns": columns, "rows": [list(row) for row in rows]})
+        return
+    if not columns:
+        click.echo("(the statement returned no columns)")
+        return
+    numeric = {
+        index
+        for index in range(len(columns))
+        if rows and all(isinstance(row[index], int | float | Decimal) for row in rows)
+    }
+    _print_table(columns, ([_cell(value) for value in row] for row in rows), right=numeric)
+    click.echo(f"({len(rows)} row{'' if len(rows) == 1 else 's'})")
+
+
+# -- db ----------------------------------------------------------------------------------------
+
+
+@cli.group("db", cls=_Group)
+@_examples(
+    "checkpointdb --db agent.db db check || checkpointdb --db agent.db db upgrade",
+)
+def db_group() -> None:
+    """Manage the schema: upgrade, current, history, check.
+
+    The same as running alembic from a checkout, with the migrations packaged
+    in checkpointdb itself, so it works from an installed wheel.
+    """
+
+
+def _schema_status(database: Database, repository: Repository) -> dict[str, Any]:
+    current = migrate.current_revision(database, repository)
+    head = migrate.head_revision()
+    return {
+        "database": database.where,
+        "current": current,
+        "head": head,
+        "at_head": current == head,
+        "known": current is None or current in migrate.known_revisions(),
+    }
+
+
+def _describe_status(status: dict[str, Any]) -> str:
+    where, current, head = status["database"], status["current"], status["head"]
+    upgrade = f"run `checkpointdb --db {shlex.quote(where)} db upgrade`"
+    if status["at_head"]:
+        return f"{where} is at schema revision {current}, the newest this checkpointdb knows"
+    if current is None:
+        return f"{where} has no checkpointdb schema yet (head is {head}); {upgrade} to create it"
+    if not status["known"]:
+        return (
+            f"{where} is at schema revision {current}, which this checkpointdb does not know "
+            f"(its newest is {head}): it was written by a newer checkpointdb; upgrade checkpointdb"
+        )
+    return f"{where} is at schema revision {current}; head is {head}: {upgrade}"
+
+
+@db_group.command("upgrade")
+@_json_option
+@click.pass_obj
+@_examples(
+    "checkpointdb --db agent.db db upgrade",
+)
+def db_upgrade_command(env: _Env, as_json: bool) -> None:
+    """Upgrade the database's schema to the newest revision (creating it if empty).
+
+    Safe to run while agents use the database and from many hosts at once:
+    migrations run under a lock, each exactly once. A database written by a
+    newer checkpointdb is refused and left unchanged.
+    """
+    database, repository = env.open_database(create=True)
+    before = migrate.current_revision(database, repository)
+    migrate.upgrade(database, repository)
+    after = migrate.current_revision(database, repository)
+    if as_json:
+        _emit_json({"database": database.where, "from": before, "to": after})
+    elif before == after:
+        click.echo(f"{database.where} is already at schema revision {after}; nothing to do")
+    elif before is None:
+        click.echo(f"created the schema in {database.where} at revision {after}")
+    else:
+        click.echo(f"upgraded {database.where} from schema revision {before} to {after}")
+
+
+@db_group.command("current")
+@_json_option
+@click.pass_obj
+@_examples(
+    "checkpointdb db current",
+    "checkpointdb --db agent.db db current --json",
+)
+def db_current_command(env: _Env, as_json: bool) -> None:
+    """Print the database's schema revision and whether it is the newest."""
+    status = _schema_status(*env.open_database())
+    if as_json:
+        _emit_json(status)
+    else:
+        click.echo(_describe_status(status))
+
+
+@db_group.command("history")
+@_json_option
+@click.pass_obj
+@_examples(
+    "checkpointdb db history",
+)
+def db_history_command(env: _Env, as_json: bool) -> None:
+    """List the schema revisions this checkpointdb ships, oldest first.
+
+    The database's current revision is marked when the database exists.
+    """
+    url = env.url()
+    exists = url.get_backend_name() != "sqlite" or Path(str(url.database)).exists()
+    current = migrate.current_revision(*env.open_database()) if exists else None
+    revisions = [{**entry, "current": entry["revision"] == current} for entry in migrate.history()]
+    if as_json:
+        _emit_json(revisions)
+        return
+    head = migrate.head_revision()
+
+    def status(entry: dict[str, Any]) -> str:
+        marks = [("current", entry["current"]), ("head", entry["revision"] == head)]
+        return ", ".join(mark for mark, on in marks if on)
+
+    _print_table(
+        ["REVISION", "DESCRIPTION", "STATUS"],
+        ([entry["revision"], entry["message"] or "", status(entry)] for entry in revisions),
+    )
+    if not exists:
+        click.echo(f"(no database at {url.database})")
+    elif current is None:
+        click.echo(f"({describe(url)} has no checkpointdb schema yet)")
+
+
+@db_group.command("check")
+@_json_option
+@click.pass_obj
+@_examples(
+    "checkpointdb --db agent.db db check && start-agents",
+)
+def db_check_command(env: _Env, as_json: bool) -> None:
+    """Exit 0 if the database's schema is the newest, 1 (saying why) if not.
+
+    For deploy scripts: check before starting agents that open stores with
+    auto_upgrade=False.
+    """
+    status = _schema_status(*env.open_database())
+    if as_json:
+        _emit_json(status)
+        if not status["at_head"]:
+            raise click.exceptions.Exit(1)
+        return
+    if not status["at_head"]:
+        raise _CommandError(_describe_status(status))
+    click.echo(_describe_status(status))
+
+
+# -- demo --------------------------------------------------------------------------------------
+
+
+def _where(store: CheckpointStore) -> str:
+    """The database as the user named it: a path relative to here if it is below here."""
+    if store.dialect != "sqlite":
+        return store.where
+    path = Path(str(store.url.database))
+    with suppress(ValueError):
+        path = path.relative_to(Path.cwd())
+    return str(path)
+
+
+@cli.command("demo")
+@click.option(
+    "--db", "db_option", metavar="PATH|URL", help="The database (overrides the global --db)."
+)
+@click.option(
+    "--crash-at",
+    type=click.IntRange(1, len(demo.STEPS)),
+    metavar="N",
+    help=f"Kill this process (SIGKILL) in the middle of step N (1-{len(demo.STEPS)}).",
+)
+@click.option(
+    "--session",
+    "session_id",
+    default=demo.DEMO_SESSION,
+    show_default=True,
+    callback=_identifier,
+    help="The agent's session id.",
+)
+@click.option("--restart", is_flag=True, help="Delete the session first and start from step 1.")
+@click.option(
+    "--pace",
+    type=click.FloatRange(min=0),
+    default=demo.DEFAULT_PACE,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long each step takes.",
+)
+@click.pass_obj
+@_examples(
+    "checkpointdb demo --crash-at 4    # killed during step 4",
+    "checkpointdb demo                 # resumes at step 4 and finishes",
+)
+def demo_command(
+    env: _Env,
+    db_option: str | None,
+    crash_at: int | None,
+    session_id: str,
+    restart: bool,
+    pace: float,
+) -> None:
+    """Watch a simulated agent crash and resume from its checkpoints.
+
+    The agent writes a short briefing in 7 steps (plan, a search, three page
+    fetches, an outline, the text), saving its whole state as a checkpoint
+    after each step, in ./checkpoints.db unless --db (or $CHECKPOINTDB_URL)
+    says otherwise. No network, no configuration; a run takes a few seconds.
+
+    --crash-at N kills the process in the middle of step N. Running the demo
+    again resumes from the latest checkpoint, skips the steps already done,
+    finishes, and shows the session's checkpoints with the SQL to see them in
+    sqlite3. A finished session is not redone: the demo says it is complete
+    and shows its checkpoints again; --restart starts it over, --session NAME
+    runs another one.
+    """
+    if db_option is not None:
+        env = _Env(db_option)
+    store = env.open_store(create=True)
+    command = f"checkpointdb demo{f' --db {shlex.quote(env.target)}' if env.target else ''}"
+    if session_id != demo.DEMO_SESSION:
+        command += f" --session {shlex.quote(session_id)}"
+    mgr = demo.run(
+        store,
+        session_id=session_id,
+        crash_at=crash_at,
+        restart=restart,
+        pace=pace,
+        command=command,
+        where=_where(store),
+    )
+    checkpoints = mgr.get_all()
+    headers, rows = demo.table(checkpoints, store.dialect)
+    click.echo(f'\nThe checkpoints of session "{session_id}", oldest first:\n')
+    lines, _ = _render_table(headers, rows, right=(0, 3, 4))
+    for line in lines:
+        click.echo(f"  {line}")
+    if store.dialect == "sqlite":
+        click.echo(
+            f"\nThe same rows with SQL: run `sqlite3 {shlex.quote(_where(store))}` and paste\n"
+        )
+    else:
+        click.echo(f"\nThe same rows with SQL: connect with `psql` to {store.where} and paste\n")
+    click.echo(textwrap.indent(demo.query(session_id, store.dialect), "  "))
+    newest = checkpoints[-1].id if checkpoints else f"{session_id}:1"
+    prefix = env.prefix()
+    click.echo(
+        f"\nMore: `{prefix} sessions`, `{prefix} show {newest}`, `{prefix} stats {session_id}`"
+    )
