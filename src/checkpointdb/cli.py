@@ -157,9 +157,12 @@ class _Env:
         click.get_current_context().call_on_close(database.dispose)
         return database, Repository(database.engine.dialect)
 
-    def prefix(self) -> str:
-        """How to type this command again: ``checkpointdb`` plus ``--db`` if it was given."""
-        return "checkpointdb" + (f" --db {shlex.quote(self.target)}" if self.target else "")
+    def db_flag(self) -> str:
+        """`` --db TARGET`` to retype this command (a URL's password masked), or ""."""
+        if not self.target:
+            return ""
+        shown = describe(self.url()) if "://" in self.target else self.target
+        return f" --db {shlex.quote(shown)}"
 
 
 # -- arguments ------------------------------------------------------------------------------
@@ -1113,7 +1116,7 @@ def demo_command(
     if db_option is not None:
         env = _Env(db_option)
     store = env.open_store(create=True)
-    command = f"checkpointdb demo{f' --db {shlex.quote(env.target)}' if env.target else ''}"
+    command = f"checkpointdb demo{env.db_flag()}"
     if session_id != demo.DEMO_SESSION:
         command += f" --session {shlex.quote(session_id)}"
     mgr = demo.run(
@@ -1139,7 +1142,7 @@ def demo_command(
         click.echo(f"\nThe same rows with SQL: connect with `psql` to {store.where} and paste\n")
     click.echo(textwrap.indent(demo.query(session_id, store.dialect), "  "))
     newest = checkpoints[-1].id if checkpoints else f"{session_id}:1"
-    prefix = env.prefix()
+    prefix = f"checkpointdb{env.db_flag()}"
     click.echo(
         f"\nMore: `{prefix} sessions`, `{prefix} show {newest}`, `{prefix} stats {session_id}`"
     )

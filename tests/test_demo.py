@@ -1,0 +1,237 @@
+"""The demo as a person runs it: a real process, killed in the middle of a step, resumed."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checkpointdb import CheckpointStore, demo
+from checkpointdb.readonly import run_read_only
+
+STEP_NAMES = [step.name for step in demo.STEPS]
+DONE_LINE = re.compile(r"^  step (\d+)/\d+  .*done -> checkpoint (\S+)  \(", re.MULTILINE)
+SKIPPED_LINE = re.compile(r"^  step (\d+)/\d+  .*already done in run (\d+): skipped$", re.MULTILINE)
+
+
+def run_demo(*args: str, cwd: Path, pace: str = "0") -> subprocess.CompletedProcess[str]:
+    """``python -m checkpointdb demo ...`` in its own process, as a user would run it."""
+    env = {key: value for key, value in os.environ.items() if key != "CHECKPOINTDB_URL"}
+    return subprocess.run(
+        [sys.executable, "-m", "checkpointdb", "demo", "--pace", pace, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def printed_table(stdout: str) -> list[list[str]]:
+    """The rows of the checkpoint table the demo prints at the end."""
+    after = stdout.split("oldest first:\n\n", 1)[1]
+    lines = after.split("\n\n", 1)[0].splitlines()
+    assert lines[0].split() == ["seq", "name", "created_at", "run", "steps_done"]
+    return [line.split() for line in lines[2:]]
+
+
+def printed_query(stdout: str) -> str:
+    """The SQL the demo tells the reader to paste."""
+    after = stdout.split("and paste\n\n", 1)[1]
+    return textwrap.dedent(after.split("\n\n", 1)[0])
+
+
+def state_of(store: CheckpointStore, session_id: str = "demo") -> dict[str, Any]:
+    latest = store.manager(session_id).get_latest()
+    assert latest is not None
+    return latest.data
+
+
+@pytest.mark.parametrize("crash_at", [1, 4, len(demo.STEPS)])
+def test_demo_killed_in_a_step_resumes_and_does_every_step_once(
+    tmp_path: Path, crash_at: int
+) -> None:
+    crashed = run_demo("--crash-at", str(crash_at), cwd=tmp_path)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    assert f"CRASH (--crash-at {crash_at})" in crashed.stdout
+    assert [int(n) for n, _ in DONE_LINE.findall(crashed.stdout)] == list(range(1, crash_at))
+    database = tmp_path / "checkpoints.db"  # the default, in the current directory
+    with CheckpointStore(database) as store:
+        names = [cp.name for cp in store.manager("demo")]
+        assert names == ["started", *STEP_NAMES[: crash_at - 1]]
+        assert [entry["step"] for entry in state_of(store)["done"]] == STEP_NAMES[: crash_at - 1]
+
+    resumed = run_demo(cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "was interrupted" in resumed.stdout
+    skipped = [(int(n), int(run)) for n, run in SKIPPED_LINE.findall(resumed.stdout)]
+    assert skipped == [(n, 1) for n in range(1, crash_at)]
+    done = DONE_LINE.findall(resumed.stdout)
+    assert [int(n) for n, _ in done] == list(range(crash_at, len(STEP_NAMES) + 1))
+    assert "each exactly once" in resumed.stdout
+
+    with CheckpointStore(database) as store:
+        mgr = store.manager("demo")
+        checkpoints = mgr.get_all()
+        # Every step was done once, in order, and by the run the output says.
+        assert [cp.name for cp in checkpoints] == [
+            "started",
+            *STEP_NAMES[: crash_at - 1],
+            "resumed",
+            *STEP_NAMES[crash_at - 1 :],
+        ]
+        assert state_of(store)["done"] == [
+            {"step": name, "run": 1 if number < crash_at else 2}
+            for number, name in enumerate(STEP_NAMES, 1)
+        ]
+        assert demo.is_complete(state_of(store))
+        # The two runs were two processes.
+        pids: dict[int, set[int]] = {}
+        for cp in checkpoints:
+            pids.setdefault(cp.metadata["run"], set()).add(cp.metadata["pid"])
+        assert all(len(found) == 1 for found in pids.values())
+        assert pids[1] != pids[2]
+        # Each "done -> checkpoint ID" line names a stored checkpoint of that step.
+        for number, checkpoint_id in done:
+            stored = mgr.get(checkpoint_id)
+            assert stored is not None
+            assert stored.name == STEP_NAMES[int(number) - 1]
+            assert stored.metadata["step"] == int(number)
+
+    # The printed table is what the database holds, and the printed query returns it.
+    table = printed_table(resumed.stdout)
+    assert [row[1] for row in table] == [cp.name for cp in checkpoints]
+    query = printed_query(resumed.stdout)
+    assert f"sqlite3 {database.name}` and paste" in resumed.stdout
+    with sqlite3.connect(database) as raw:
+        rows = raw.execute(query).fetchall()
+    raw.close()
+    assert [[str(value) for value in row] for row in rows] == table
+    sqlite3_cli = shutil.which("sqlite3")
+    if sqlite3_cli:
+        pasted = subprocess.run(
+            [sqlite3_cli, database.name],
+            input=query,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert [line.split("|") for line in pasted.stdout.splitlines()] == table
+
+
+def test_two_crashes_then_a_finish_record_which_run_did_each_step(tmp_path: Path) -> None:
+    assert run_demo("--crash-at", "3", cwd=tmp_path).returncode == -signal.SIGKILL
+    assert run_demo("--crash-at", "5", cwd=tmp_path).returncode == -signal.SIGKILL
+    finished = run_demo("--crash-at", "2", cwd=tmp_path)
+    assert finished.returncode == 0
+    assert "--crash-at 2: step 2 is already done; nothing to interrupt" in finished.stdout
+    assert "steps 1-2 in run 1, steps 3-4 in run 2, steps 5-7 in run 3" in finished.stdout
+    with CheckpointStore(tmp_path / "checkpoints.db") as store:
+        runs = [entry["run"] for entry in state_of(store)["done"]]
+        names = [cp.name for cp in store.manager("demo")]
+    assert runs == [1, 1, 2, 2, 3, 3, 3]
+    assert names.count("resumed") == 2
+    assert sorted(name for name in names if name in STEP_NAMES) == sorted(STEP_NAMES)
+
+
+def test_a_finished_demo_says_so_and_adds_nothing_until_restarted(tmp_path: Path) -> None:
+    first = run_demo(cwd=tmp_path)
+    assert first.returncode == 0
+    assert "is new: run 1 starts at step 1" in first.stdout
+    again = run_demo("--crash-at", "3", cwd=tmp_path)
+    assert again.returncode == 0
+    assert 'Session "demo" is already complete' in again.stdout
+    assert "--restart" in again.stdout
+    assert printed_table(again.stdout) == printed_table(first.stdout)
+    with CheckpointStore(tmp_path / "checkpoints.db") as store:
+        assert len(store.manager("demo")) == 1 + len(STEP_NAMES)
+    restarted = run_demo("--restart", cwd=tmp_path)
+    assert restarted.returncode == 0
+    assert f'Deleted session "demo" ({1 + len(STEP_NAMES)} checkpoints)' in restarted.stdout
+    with CheckpointStore(tmp_path / "checkpoints.db") as store:
+        ids = [cp.id for cp in store.manager("demo")]
+    assert ids == [f"demo:{seq}" for seq in range(1, len(STEP_NAMES) + 2)]
+
+
+def test_demo_takes_db_and_session_and_says_how_to_rerun(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere" / "agent.db"
+    target.parent.mkdir()
+    crashed = run_demo("--db", str(target), "--session", "s-1", "--crash-at", "2", cwd=tmp_path)
+    assert crashed.returncode == -signal.SIGKILL
+    rerun = f"checkpointdb demo --db {target} --session s-1"
+    assert f"Run `{rerun}` again to resume." in crashed.stdout
+    assert not (tmp_path / "checkpoints.db").exists()
+    resumed = run_demo("--db", str(target), "--session", "s-1", cwd=tmp_path)
+    assert resumed.returncode == 0
+    assert "sqlite3 elsewhere/agent.db` and paste" in resumed.stdout
+    assert "WHERE session_id = 's-1'" in printed_query(resumed.stdout)
+
+
+@pytest.mark.parametrize("crash_at", ["0", str(len(demo.STEPS) + 1), "x"])
+def test_crash_at_outside_the_steps_is_a_usage_error(tmp_path: Path, crash_at: str) -> None:
+    result = run_demo("--crash-at", crash_at, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "checkpoints.db").exists()
+
+
+def test_demo_refuses_a_session_it_did_not_write(tmp_path: Path) -> None:
+    with CheckpointStore(tmp_path / "checkpoints.db") as store:
+        store.manager("demo").create("my_agent", {"precious": True})
+    result = run_demo(cwd=tmp_path)
+    assert result.returncode == 1
+    assert "not the demo's" in result.stderr
+    with CheckpointStore(tmp_path / "checkpoints.db") as store:
+        assert [cp.name for cp in store.manager("demo")] == ["my_agent"]
+
+
+def test_demo_at_its_default_pace_takes_a_few_seconds(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = run_demo(cwd=tmp_path, pace=str(demo.DEFAULT_PACE))
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0
+    assert len(demo.STEPS) * demo.DEFAULT_PACE <= elapsed < 15
+
+
+def test_console_script_runs_the_demo(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("checkpointdb")
+    if not script.exists():
+        pytest.skip(f"no console script next to {sys.executable}: package not installed")
+    result = subprocess.run(
+        [str(script), "--db", str(tmp_path / "c.db"), "demo", "--pace", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "each exactly once" in result.stdout
+
+
+def test_demo_resumes_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    assert run_demo("--db", postgres_url, "--crash-at", "3", cwd=tmp_path).returncode == (
+        -signal.SIGKILL
+    )
+    resumed = run_demo("--db", postgres_url, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "connect with `psql`" in resumed.stdout
+    assert "checkpointdb:checkpointdb@" not in resumed.stdout  # no password shown
+    with CheckpointStore(postgres_url) as store:
+        assert [entry["run"] for entry in state_of(store)["done"]] == [1, 1, 2, 2, 2, 2, 2]
+        columns, rows = run_read_only(store, printed_query(resumed.stdout))
+    assert columns == ["seq", "name", "created_at", "run", "steps_done"]
+    assert [
+        [str(seq), name, created.isoformat(), str(run), str(steps)]
+        for seq, name, created, run, steps in rows
+    ] == printed_table(resumed.stdout)
