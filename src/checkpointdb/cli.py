@@ -571,7 +571,8 @@ def _write_export(mgr: CheckpointManager, total: int, write: Callable[[str], Any
         write("[")
         for checkpoint in mgr:
             entry = json.dumps(checkpoint.to_dict(), indent=2, ensure_ascii=False)
-            write(("\n" if count == 0 else ",\n") + textwrap.indent(entry, "  "))
+            # Indent the entry as a list item; JSON text has no raw newline inside strings.
+            write(("\n  " if count == 0 else ",\n  ") + entry.replace("\n", "\n  "))
             count += 1
             bar.update(1)
         write("\n]\n" if count else "]\n")
@@ -778,7 +779,9 @@ def _timeline(times: list[datetime]) -> list[tuple[datetime, datetime, int]]:
 
 def _chart(timeline: list[tuple[datetime, datetime, int]]) -> list[str]:
     width = timeline[0][1] - timeline[0][0]
-    if width < timedelta(seconds=1):
+    if not width:  # every checkpoint at one instant
+        label = "%Y-%m-%d %H:%M:%S.%f"
+    elif width < timedelta(seconds=1):
         label = "%H:%M:%S.%f"
     elif width < timedelta(days=1) and timeline[-1][1] - timeline[0][0] < timedelta(days=1):
         label = "%H:%M:%S"
