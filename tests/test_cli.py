@@ -606,12 +606,19 @@ def previous_revision() -> str:
 
 
 def test_db_commands_upgrade_an_out_of_date_database(backend_url: str) -> None:
-    CheckpointStore(backend_url).close()
+    with CheckpointStore(backend_url) as store:
+        seed(store, "s", HOURLY)
+        before = store.manager("s").export()
     database = Database(resolve_url(backend_url))
     migrate.downgrade(database, Repository(database.engine.dialect), previous_revision())
     database.dispose()
     head = migrate.head_revision()
 
+    if previous_revision() != "base":
+        # Reading commands refuse an old schema (they never migrate) and say what to run.
+        refused = invoke("--db", backend_url, "sessions")
+        assert refused.exit_code == 1
+        assert "db upgrade" in one_error_line(refused)
     check = invoke("--db", backend_url, "db", "check")
     assert check.exit_code == 1
     assert "db upgrade" in one_error_line(check)
@@ -631,6 +638,8 @@ def test_db_commands_upgrade_an_out_of_date_database(backend_url: str) -> None:
     assert "already at schema revision" in invoke("--db", backend_url, "db", "upgrade").stdout
     with CheckpointStore(backend_url, auto_upgrade=False) as store:
         assert store.schema_revision() == head
+        if previous_revision() != "base":
+            assert store.manager("s").export() == before
 
 
 def test_db_current_and_history_name_the_revisions(backend_url: str) -> None:

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
-from checkpointdb import CheckpointStore, demo
+from checkpointdb import CheckpointStore, cli, demo
 from checkpointdb.readonly import run_read_only
 
 STEP_NAMES = [step.name for step in demo.STEPS]
@@ -195,6 +196,17 @@ def test_demo_refuses_a_session_it_did_not_write(tmp_path: Path) -> None:
     assert "not the demo's" in result.stderr
     with CheckpointStore(tmp_path / "checkpoints.db") as store:
         assert [cp.name for cp in store.manager("demo")] == ["my_agent"]
+
+
+def test_demo_runs_in_process_on_each_backend(backend_url: str) -> None:
+    result = CliRunner().invoke(cli.cli, ["--db", backend_url, "demo", "--pace", "0"])
+    assert result.exit_code == 0, result.output
+    assert "each exactly once" in result.stdout
+    with CheckpointStore(backend_url) as store:
+        assert demo.is_complete(state_of(store))
+        assert [row[1] for row in printed_table(result.stdout)] == [
+            cp.name for cp in store.manager("demo")
+        ]
 
 
 def test_demo_at_its_default_pace_takes_a_few_seconds(tmp_path: Path) -> None:

@@ -341,7 +341,7 @@ def _note(message: str) -> None:
 @click.version_option(package_name="checkpointdb", prog_name="checkpointdb")
 @click.pass_context
 @_examples(
-    "checkpointdb demo --crash-at 4 && checkpointdb demo",
+    "checkpointdb demo --crash-at 4; checkpointdb demo",
     "checkpointdb sessions",
     "checkpointdb --db postgresql+psycopg://agent@db.internal/agents sessions",
 )
