@@ -242,9 +242,7 @@ def _json_default(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).hex()
-    if isinstance(value, Decimal):
-        return str(value)
-    return str(value)
+    return str(value)  # Decimal, UUID: exact as text
 
 
 def _emit_json(value: Any) -> None:
@@ -646,8 +644,9 @@ def import_command(env: _Env, session_id: str, file: TextIO, as_json: bool) -> N
 
     FILE is JSON as `export` (or the seed's CheckpointManager.export()) writes
     it; - reads stdin. Every entry is checked before anything is written; one
-    bad entry imports nothing. Checkpoints keep their order and timestamps; an
-    id already used in SESSION gets a fresh one, so no id is ever duplicated.
+    bad entry imports nothing. Checkpoints keep their order and timestamps. An
+    entry keeps its id only if the id is SESSION's and above every id SESSION
+    has issued; any other gets the next fresh id, so no id is ever duplicated.
     The database is created if it does not exist.
     """
     try:
