@@ -686,11 +686,6 @@ def test_a_database_from_a_newer_checkpointdb_is_refused_untouched(sqlite_path: 
 # -- known bugs elsewhere -----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="types.encode_time_text writes years before 1000 without zero padding "
-    "('999-12-31T...'), so SQLite's text order is not time order for them",
-)
 def test_list_since_excludes_a_checkpoint_from_before_the_year_1000(sqlite_path: Path) -> None:
     with CheckpointStore(sqlite_path) as store:
         seed(

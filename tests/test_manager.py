@@ -83,6 +83,7 @@ def test_empty_session_answers_like_the_seed(store: CheckpointStore) -> None:
         "first_checkpoint": None,
         "last_checkpoint": None,
         "duration_seconds": 0,
+        "payload_bytes": 0,
     }
 
 
@@ -139,6 +140,7 @@ def test_summary_has_the_seeds_keys_and_values(store: CheckpointStore) -> None:
         "first_checkpoint": first.to_dict(),
         "last_checkpoint": last.to_dict(),
         "duration_seconds": (last.timestamp - first.timestamp).total_seconds(),
+        "payload_bytes": 3 * len('{"i":0}') + 3 * len("{}"),
     }
     json.dumps(summary)
 

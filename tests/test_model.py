@@ -129,6 +129,7 @@ class ReferenceManager:
                 "first_checkpoint": None,
                 "last_checkpoint": None,
                 "duration_seconds": 0,
+                "payload_bytes": 0,
             }
         names: dict[str, int] = {}
         for row in self.rows:
@@ -141,7 +142,13 @@ class ReferenceManager:
             "first_checkpoint": _as_dict(first),
             "last_checkpoint": _as_dict(last),
             "duration_seconds": (last.timestamp - first.timestamp).total_seconds(),
+            "payload_bytes": sum(_size(row.data) + _size(row.metadata) for row in self.rows),
         }
+
+
+def _size(value: dict[str, Any]) -> int:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return len(text.encode("utf-8"))
 
 
 def _as_dict(row: Row) -> dict[str, Any]:

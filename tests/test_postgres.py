@@ -513,11 +513,6 @@ def test_nul_which_jsonb_cannot_hold_is_refused_before_writing(
         assert store.sessions() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="encode_payload lets json.dumps' ValueError for ints over 4300 digits escape",
-)
 def test_an_int_too_long_to_print_is_refused_as_invalid_data(store: CheckpointStore) -> None:
     manager = store.manager("s")
     with pytest.raises(InvalidDataError, match=r"data\['v'\]"):

@@ -23,7 +23,7 @@ from .errors import (
     StoreFullError,
 )
 from .manager import CheckpointManager, CompactionReport
-from .store import CheckpointStore, default_store
+from .store import CheckpointStore, ExpiryReport, VacuumReport, default_store
 
 __all__ = [
     "Checkpoint",
@@ -32,6 +32,7 @@ __all__ = [
     "CheckpointStore",
     "CompactionReport",
     "CorruptDatabaseError",
+    "ExpiryReport",
     "ImportFormatError",
     "InvalidDataError",
     "NaiveDatetimeError",
@@ -44,6 +45,7 @@ __all__ = [
     "StoreBusyError",
     "StoreClosedError",
     "StoreFullError",
+    "VacuumReport",
     "default_store",
 ]
 

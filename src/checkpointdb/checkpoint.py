@@ -11,6 +11,8 @@ from datetime import datetime
 from typing import Any
 
 JSONDict = dict[str, Any]
+# The largest seq a BIGINT column holds; larger ids cannot exist.
+MAX_SEQ = 2**63 - 1
 
 
 def format_id(session_id: str, seq: int) -> str:
@@ -29,7 +31,7 @@ def parse_id(checkpoint_id: object) -> tuple[str, int] | None:
     if not sep or not session_id or not seq_text.isascii() or not seq_text.isdigit():
         return None
     seq = int(seq_text)
-    if seq < 1 or str(seq) != seq_text:
+    if not 1 <= seq <= MAX_SEQ or str(seq) != seq_text:
         return None
     return session_id, seq
 
@@ -44,6 +46,7 @@ class Checkpoint:
         timestamp: when it was created, timezone-aware UTC.
         data: the JSON state.
         metadata: extra JSON the caller attached.
+        pinned: pinned checkpoints survive compaction, the cap and expiry.
     """
 
     id: str
@@ -51,6 +54,7 @@ class Checkpoint:
     timestamp: datetime
     data: JSONDict
     metadata: JSONDict = field(default_factory=dict)
+    pinned: bool = False
 
     @property
     def session_id(self) -> str:
@@ -63,14 +67,21 @@ class Checkpoint:
         return int(self.id.rpartition(":")[2])
 
     def to_dict(self) -> JSONDict:
-        """The seed's export format: id, name, ISO timestamp, data, metadata."""
-        return {
+        """The seed's export format: id, name, ISO timestamp, data, metadata.
+
+        A pinned checkpoint also carries ``"pinned": true``, so pins survive
+        an export and import; unpinned ones are exactly the seed's format.
+        """
+        exported: JSONDict = {
             "id": self.id,
             "name": self.name,
             "timestamp": self.timestamp.isoformat(),
             "data": self.data,
             "metadata": self.metadata,
         }
+        if self.pinned:
+            exported["pinned"] = True
+        return exported
 
     @classmethod
     def from_dict(cls, data: JSONDict) -> Checkpoint:
@@ -81,6 +92,7 @@ class Checkpoint:
             timestamp=datetime.fromisoformat(data["timestamp"]),
             data=data["data"],
             metadata=data.get("metadata", {}),
+            pinned=bool(data.get("pinned", False)),
         )
 
 
@@ -94,6 +106,7 @@ class SessionInfo:
         updated_at: when it was last written to (UTC).
         checkpoint_count: live checkpoints (after compaction and clear).
         last_seq: the highest seq ever issued; the next checkpoint gets ``last_seq + 1``.
+        payload_bytes: UTF-8 bytes of the live checkpoints' data and metadata JSON.
     """
 
     id: str
@@ -101,3 +114,4 @@ class SessionInfo:
     updated_at: datetime
     checkpoint_count: int
     last_seq: int
+    payload_bytes: int = 0

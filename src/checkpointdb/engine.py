@@ -18,10 +18,11 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import sys
 import threading
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -38,6 +39,9 @@ from .errors import (
     StoreFullError,
 )
 from .types import dumps_jsonb
+
+if sys.platform != "win32":
+    import resource
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +74,11 @@ _SQLITE_CORRUPT = 11
 _SQLITE_FULL = 13
 _SQLITE_CANTOPEN = 14
 _SQLITE_NOTADB = 26
+# An extended result code: a write() failed for another reason than ENOSPC
+# (SQLite reports that one as SQLITE_FULL), such as EFBIG at a file size limit.
+_SQLITE_IOERR_WRITE = 10 | (3 << 8)
+# SQLite's largest page: a write this close to a size limit ran into it.
+_MAX_PAGE_SIZE = 65536
 
 
 class Cursor(Protocol):
@@ -157,6 +166,7 @@ def prepare_sqlite_file(path: Path) -> None:
             raise CorruptDatabaseError(
                 f"{path} is not an SQLite database (bad or truncated header); it was left untouched"
             )
+        _refuse_cut_page(path, header, info.st_size)
     if info.st_mode & 0o077:
         logger.warning(
             "database %s is readable by group or others (mode %o); agent state may hold "
@@ -164,6 +174,42 @@ def prepare_sqlite_file(path: Path) -> None:
             path,
             stat.S_IMODE(info.st_mode),
         )
+
+
+def _refuse_cut_page(path: Path, header: bytes, size: int) -> None:
+    """Refuse a file that ends inside a page, unless a WAL or journal can finish it.
+
+    SQLite reads the missing tail of such a page as zeros and hands back
+    rows cut short instead of reporting an error.
+    """
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if not page_size or size % page_size == 0:
+        return  # an invalid page size is SQLite's to report
+    for suffix in ("-wal", "-journal"):
+        with suppress(OSError):
+            if Path(f"{path}{suffix}").stat().st_size:
+                return
+    raise CorruptDatabaseError(
+        f"{path} is truncated: {size} bytes is not a whole number of its "
+        f"{page_size}-byte pages; it was left untouched"
+    )
+
+
+def _out_of_room(path: str) -> str | None:
+    """Why a failed write to the database at ``path`` ran out of room, or None if it did not."""
+    if sys.platform != "win32":
+        limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if limit != resource.RLIM_INFINITY:
+            for suffix in ("", "-wal", "-journal"):
+                with suppress(OSError):
+                    if os.path.getsize(f"{path}{suffix}") + _MAX_PAGE_SIZE > limit:
+                        return f"the process's file size limit (ulimit -f) is {limit} bytes"
+    with suppress(OSError):
+        disk = os.statvfs(os.path.dirname(path))
+        if disk.f_bavail * disk.f_frsize < _MAX_PAGE_SIZE:
+            return "its filesystem has no space left"
+    return None
 
 
 def translate_error(exc: BaseException, where: str, busy_timeout: float) -> CheckpointDBError:
@@ -191,6 +237,12 @@ def translate_error(exc: BaseException, where: str, busy_timeout: float) -> Chec
             return StoreFullError(
                 f"{where} is full ({message}); the write was rolled back. Free disk space "
                 "and retry."
+            )
+        reason = _out_of_room(where) if code == _SQLITE_IOERR_WRITE else None
+        if reason:
+            return StoreFullError(
+                f"{where} is full: {reason} ({message}); the write was rolled back. Make "
+                "room and retry."
             )
         if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
             return CorruptDatabaseError(f"{where} is damaged or not a database ({message})")
@@ -380,7 +432,9 @@ class Database:
             raw.close()
 
     @contextmanager
-    def transaction(self, *, write: bool = False, snapshot: bool = True) -> Iterator[Cursor]:
+    def transaction(
+        self, *, write: bool = False, snapshot: bool = True, commit: bool = True
+    ) -> Iterator[Cursor]:
         """One short transaction on a pooled connection: COMMIT on success, else ROLLBACK.
 
         Args:
@@ -390,6 +444,8 @@ class Database:
             snapshot: for reads, run every statement on one snapshot (``BEGIN``
                 on SQLite). A single-statement read passes False and skips the
                 round trip. PostgreSQL's driver always begins by itself.
+            commit: False rolls the transaction back at the end (a dry run that
+                runs the real statements and reports what they did).
 
         Raises:
             StoreBusyError, StoreFullError, CorruptDatabaseError, CheckpointDBError:
@@ -404,7 +460,10 @@ class Database:
                     elif snapshot:
                         cursor.execute("BEGIN")
                 yield cursor
-                raw.commit()
+                if commit:
+                    raw.commit()
+                else:
+                    raw.rollback()
             except BaseException as exc:
                 # Also on KeyboardInterrupt or task cancellation: the
                 # transaction ends here, whole or not at all.
@@ -418,6 +477,26 @@ class Database:
             finally:
                 if raw.is_valid:  # an invalidated connection was closed, cursors and all
                     cursor.close()
+
+    @contextmanager
+    def outside_transaction(self) -> Iterator[Cursor]:
+        """A cursor in autocommit mode, for statements that refuse transactions (VACUUM)."""
+        with self._connection() as raw:
+            dbapi: Any = raw.dbapi_connection
+            cursor: Any = raw.cursor()
+            if not self.is_sqlite:
+                raw.rollback()
+                dbapi.autocommit = True
+            try:
+                yield cursor
+            except Exception as exc:
+                if _is_driver_error(exc):
+                    raise self.translate(exc) from exc
+                raise
+            finally:
+                cursor.close()
+                if not self.is_sqlite:
+                    dbapi.autocommit = False
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
@@ -458,7 +537,8 @@ def _prepare_sqlite_stores_for_fork() -> None:
         database.prepare_for_fork()
 
 
-os.register_at_fork(before=_prepare_sqlite_stores_for_fork)
+if sys.platform != "win32":
+    os.register_at_fork(before=_prepare_sqlite_stores_for_fork)
 
 
 def _is_driver_error(exc: Exception) -> bool:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .checkpoint import Checkpoint, JSONDict, format_id, parse_id
 from .errors import ImportFormatError, InvalidDataError, NaiveDatetimeError
-from .repository import PAGE_SIZE
+from .query import JSONFilter
+from .repository import END_OF_TIME, PAGE_SIZE, NewRow
 from .store import CheckpointStore, default_store
 from .types import require_aware
 from .validate import check_identifier
@@ -32,13 +33,38 @@ class CompactionReport:
 
     Attributes:
         removed: ids of the deleted checkpoints, oldest first.
+        bytes_removed: payload bytes of the deleted checkpoints.
         remaining: live checkpoints afterwards.
+        kept: why the remaining checkpoints stay, as counts by reason:
+            ``first``, ``pinned``, ``recent`` (among the newest keep_recent),
+            ``too_recent`` (younger than older_than), ``newest_of_name``.
         dry_run: True if nothing was deleted.
     """
 
     removed: list[str]
+    bytes_removed: int
     remaining: int
+    kept: dict[str, int]
     dry_run: bool
+
+    @property
+    def rows_removed(self) -> int:
+        """How many checkpoints were (or would be) deleted."""
+        return len(self.removed)
+
+
+@dataclass(frozen=True)
+class _ImportEntry:
+    """A validated import entry; its seq is decided inside the import transaction."""
+
+    id: str
+    row: NewRow
+
+
+def _check_age(value: object) -> timedelta:
+    if not isinstance(value, timedelta) or value < timedelta(0):
+        raise InvalidDataError(f"older_than must be a non-negative timedelta, got {value!r}")
+    return value
 
 
 def _check_limit(value: object, label: str, minimum: int, optional: bool) -> None:
@@ -102,7 +128,14 @@ class CheckpointManager:
 
     # -- writing ----------------------------------------------------------------
 
-    def create(self, name: str, data: JSONDict, metadata: JSONDict | None = None) -> Checkpoint:
+    def create(
+        self,
+        name: str,
+        data: JSONDict,
+        metadata: JSONDict | None = None,
+        *,
+        pin: bool = False,
+    ) -> Checkpoint:
         """Create a checkpoint; it is on disk when this returns.
 
         Compaction (and the ``max_checkpoints`` cap) run in the same
@@ -112,6 +145,7 @@ class CheckpointManager:
             name: semantic name, e.g. ``"task_started"``.
             data: the JSON state to store (a dict).
             metadata: optional extra JSON (a dict).
+            pin: keep this checkpoint through compaction, the cap and expiry.
 
         Returns:
             The stored checkpoint, read back exactly as a later ``get`` returns it.
@@ -123,23 +157,28 @@ class CheckpointManager:
                 nothing was written.
         """
         check_identifier(name, "name")
-        data_json = self.store.encode(data, "data")
-        meta_json = self.store.encode({} if metadata is None else metadata, "metadata")
+        data_json, data_bytes = self.store.encode(data, "data")
+        meta_json, meta_bytes = self.store.encode({} if metadata is None else metadata, "metadata")
+        size = data_bytes + meta_bytes
+        pinned = bool(pin)
         now = datetime.now(UTC)
         repo, session_id = self._repo, self.session_id
         with self._db.transaction(write=True) as cursor:
-            seq, count = repo.allocate(cursor, session_id, now)
-            repo.insert(cursor, session_id, seq, name, now, data_json, meta_json)
+            seq, count = repo.allocate(cursor, session_id, now, size)
+            repo.insert(
+                cursor, session_id, NewRow(seq, name, now, data_json, meta_json, size, pinned)
+            )
             if self.compress_after is not None and count > self.compress_after:
-                count -= repo.compact(cursor, session_id, self.keep_recent, now)
+                count -= len(repo.compact(cursor, session_id, self.keep_recent, now))
             if self.max_checkpoints is not None and count > self.max_checkpoints:
-                repo.cap(cursor, session_id, count - self.max_checkpoints, now)
+                repo.cap(cursor, session_id, self.max_checkpoints, now)
         checkpoint = Checkpoint(
             id=format_id(session_id, seq),
             name=name,
             timestamp=now,
             data=json.loads(data_json),
             metadata=json.loads(meta_json),
+            pinned=pinned,
         )
         logger.debug("session %s: created checkpoint %r (#%d)", session_id, name, seq)
         callback = self._on_checkpoint
@@ -154,43 +193,71 @@ class CheckpointManager:
         return checkpoint
 
     def clear(self) -> int:
-        """Delete every checkpoint of the session; ids continue where they were.
+        """Delete every checkpoint of the session, pinned ones too; ids continue where they were.
 
         Returns:
             How many checkpoints were deleted.
         """
         now = datetime.now(UTC)
         with self._db.transaction(write=True) as cursor:
-            count = self._repo.clear(cursor, self.session_id, now)
+            count = len(self._repo.clear(cursor, self.session_id, now))
         logger.info("session %s: cleared %d checkpoints", self.session_id, count)
         return count
 
-    def compact(self, *, keep_recent: int | None = None, dry_run: bool = False) -> CompactionReport:
+    def compact(
+        self,
+        *,
+        keep_recent: int | None = None,
+        older_than: timedelta | None = None,
+        dry_run: bool = False,
+    ) -> CompactionReport:
         """Run the compaction policy now, whatever the live count.
 
         Keeps the first checkpoint, the newest ``keep_recent`` (default: the
-        manager's), and the newest of each name among the rest; deletes the
-        others in one statement.
+        manager's), the newest of each name among the rest, every pinned
+        checkpoint and, with ``older_than``, every checkpoint younger than
+        that; deletes the others in one statement, in one transaction.
 
         Args:
             keep_recent: override the manager's ``keep_recent`` for this run.
-            dry_run: only report what would be deleted.
+            older_than: only checkpoints created longer ago than this may go.
+            dry_run: report what would be deleted; the statements run and are
+                rolled back, so the report is exactly what a real run does.
         """
         keep = self.keep_recent if keep_recent is None else keep_recent
         _check_limit(keep, "keep_recent", 0, optional=False)
         now = datetime.now(UTC)
-        with self._db.transaction(write=not dry_run) as cursor:
-            doomed = self._repo.compaction_preview(cursor, self.session_id, keep)
-            if not dry_run and doomed:
-                self._repo.compact(cursor, self.session_id, keep, now)
-            remaining = self._repo.count(cursor, self.session_id)
-        if dry_run:
-            remaining -= len(doomed)
+        cutoff = END_OF_TIME if older_than is None else now - _check_age(older_than)
+        session_id = self.session_id
+        with self._db.transaction(write=True, commit=not dry_run) as cursor:
+            removed = self._repo.compact(cursor, session_id, keep, now, cutoff)
+            kept = self._repo.keep_reasons(cursor, session_id, keep, cutoff)
         return CompactionReport(
-            removed=[format_id(self.session_id, seq) for seq in doomed],
-            remaining=remaining,
+            removed=[format_id(session_id, r.seq) for r in removed],
+            bytes_removed=sum(r.payload_bytes for r in removed),
+            remaining=sum(kept.values()),
+            kept=kept,
             dry_run=dry_run,
         )
+
+    def pin(self, checkpoint_id: str) -> bool:
+        """Pin a checkpoint so compaction, the cap and expiry never delete it.
+
+        Returns:
+            False if this session has no checkpoint with that id.
+        """
+        return self._set_pinned(checkpoint_id, True)
+
+    def unpin(self, checkpoint_id: str) -> bool:
+        """Let retention delete a pinned checkpoint again; False if there is no such id."""
+        return self._set_pinned(checkpoint_id, False)
+
+    def _set_pinned(self, checkpoint_id: str, pinned: bool) -> bool:
+        seq = self._seq_of(checkpoint_id)
+        if seq is None:
+            return False
+        with self._db.transaction(write=True) as cursor:
+            return self._repo.set_pinned(cursor, self.session_id, seq, pinned)
 
     # -- reading ----------------------------------------------------------------
 
@@ -285,13 +352,16 @@ class CheckpointManager:
     def get_summary(self) -> dict[str, Any]:
         """Counts per name, first and last checkpoint, and the time between them.
 
-        The keys are the seed's: total_count, unique_names, names,
-        first_checkpoint, last_checkpoint, duration_seconds.
+        The keys are the seed's (total_count, unique_names, names,
+        first_checkpoint, last_checkpoint, duration_seconds) plus
+        payload_bytes, the live checkpoints' stored JSON size.
         """
         with self._db.transaction() as cursor:
             counts = self._repo.name_counts(cursor, self.session_id)
             first = self._repo.first(cursor, self.session_id)
             last = self._repo.latest(cursor, self.session_id)
+            info = self._repo.session(cursor, self.session_id)
+        payload_bytes = 0 if info is None else info.payload_bytes
         if first is None or last is None:
             return {
                 "total_count": 0,
@@ -300,6 +370,7 @@ class CheckpointManager:
                 "first_checkpoint": None,
                 "last_checkpoint": None,
                 "duration_seconds": 0,
+                "payload_bytes": payload_bytes,
             }
         names = {entry.name: entry.count for entry in counts}
         return {
@@ -309,6 +380,7 @@ class CheckpointManager:
             "first_checkpoint": first.to_dict(),
             "last_checkpoint": last.to_dict(),
             "duration_seconds": (last.timestamp - first.timestamp).total_seconds(),
+            "payload_bytes": payload_bytes,
         }
 
     def on_checkpoint(self, callback: CheckpointCallback) -> None:
@@ -343,18 +415,18 @@ class CheckpointManager:
         with self._db.transaction(write=True) as cursor:
             last = self._repo.lock_session(cursor, self.session_id, now)
             rows = []
-            for entry_id, name, timestamp, data_json, meta_json in entries:
-                parsed = parse_id(entry_id)
+            for entry in entries:
+                parsed = parse_id(entry.id)
                 if parsed is not None and parsed[0] == self.session_id and parsed[1] > last:
                     last = parsed[1]
                 else:
                     last += 1
-                rows.append((last, name, timestamp, data_json, meta_json))
+                rows.append(replace(entry.row, seq=last))
             count = self._repo.insert_many(cursor, self.session_id, rows, now)
         logger.info("session %s: imported %d checkpoints", self.session_id, count)
         return count
 
-    def _parse_import(self, json_data: object) -> list[tuple[str, str, datetime, str, str]]:
+    def _parse_import(self, json_data: object) -> list[_ImportEntry]:
         if isinstance(json_data, bytes):
             raise ImportFormatError("import data must be str (decoded JSON text), got bytes")
         if not isinstance(json_data, str):
@@ -386,14 +458,18 @@ class CheckpointManager:
                     f"{where}: id {entry_id!r} already appears in entry {seen[entry_id]}"
                 )
             seen[entry_id] = index
+            pinned = entry.get("pinned", False)
+            if not isinstance(pinned, bool):
+                raise ImportFormatError(f"{where}: field 'pinned' must be true or false")
             try:
                 name = check_identifier(entry["name"], "name")
                 timestamp = self._import_time(entry["timestamp"])
-                data_json = self.store.encode(entry["data"], "data")
-                meta_json = self.store.encode(entry.get("metadata", {}), "metadata")
+                data_json, data_bytes = self.store.encode(entry["data"], "data")
+                meta_json, meta_bytes = self.store.encode(entry.get("metadata", {}), "metadata")
             except InvalidDataError as exc:
                 raise ImportFormatError(f"{where}: {exc}") from None
-            entries.append((entry_id, name, timestamp, data_json, meta_json))
+            row = NewRow(0, name, timestamp, data_json, meta_json, data_bytes + meta_bytes, pinned)
+            entries.append(_ImportEntry(entry_id, row))
         return entries
 
     @staticmethod
@@ -423,3 +499,29 @@ class CheckpointManager:
             if len(page) < PAGE_SIZE:
                 return
             after = page[-1].seq
+
+    # -- find -------------------------------------------------------------------
+
+    def find(
+        self,
+        name: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        metadata: JSONFilter | None = None,
+        data: JSONFilter | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
+    ) -> Iterator[Checkpoint]:
+        """Stream this session's checkpoints that match every given filter, in seq order.
+
+        ``mgr.find(metadata={"run": "r1", "agent.role": "planner"}, limit=10)``:
+        see :meth:`CheckpointStore.find` for the arguments and the rules of
+        key paths and values.
+
+        Raises:
+            NaiveDatetimeError: ``since`` or ``until`` has no timezone.
+            InvalidDataError: any other bad argument; the message names it.
+        """
+        return self.store.find(
+            name, since, until, metadata, data, limit, newest_first, session_id=self.session_id
+        )

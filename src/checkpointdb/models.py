@@ -13,6 +13,7 @@ from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -59,6 +61,8 @@ class SessionRecord(Base):
     # Live rows, kept in the same transaction as every insert and delete.
     checkpoint_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     meta: Mapped[dict[str, Any]] = mapped_column("metadata")
+    # Revision 0002: bytes of the live checkpoints' payloads, kept like checkpoint_count.
+    payload_bytes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
     __table_args__ = (
         CheckConstraint("last_seq >= 0", name="last_seq_not_negative"),
@@ -81,6 +85,10 @@ class CheckpointRecord(Base):
     created_at: Mapped[datetime]
     data: Mapped[dict[str, Any]]
     meta: Mapped[dict[str, Any]] = mapped_column("metadata")
+    # Revision 0002: pinned rows survive compaction, the cap and expiry.
+    pinned: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # Revision 0002: UTF-8 bytes of the data JSON plus the metadata JSON.
+    payload_bytes: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
     __table_args__ = (
         CheckConstraint("seq > 0", name="seq_positive"),

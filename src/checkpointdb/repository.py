@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Select,
     bindparam,
+    case,
     delete,
     func,
     literal_column,
@@ -45,7 +46,18 @@ _NO_CUTOFF = 2**62
 _cp = checkpoints_table.c
 _s = sessions_table.c
 
-_CHECKPOINT_COLUMNS = (_cp.seq, _cp.name, _cp.created_at, _cp.data, _cp["metadata"])
+_SESSION_COLUMNS = (
+    _s.id,
+    _s.created_at,
+    _s.updated_at,
+    _s.checkpoint_count,
+    _s.last_seq,
+    _s.payload_bytes,
+)
+_CHECKPOINT_COLUMNS = (_cp.seq, _cp.name, _cp.created_at, _cp.data, _cp["metadata"], _cp.pinned)
+
+# Later than any created_at: "no age limit" for retention statements.
+END_OF_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,27 @@ class _Compiled:
 
     sql: str
     constants: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NewRow:
+    """A checkpoint about to be inserted, its payloads already validated and encoded."""
+
+    seq: int
+    name: str
+    created_at: datetime
+    data_json: str
+    metadata_json: str
+    payload_bytes: int
+    pinned: bool = False
+
+
+@dataclass(frozen=True, order=True)
+class Removed:
+    """A row a retention statement deleted."""
+
+    seq: int
+    payload_bytes: int
 
 
 @dataclass(frozen=True)
@@ -74,12 +107,8 @@ def _first_seq(alias_name: str) -> Any:
     )
 
 
-def _compaction_victims() -> ColumnElement[bool]:
-    """The rows compaction deletes: not the first, not recent, not the newest of a name.
-
-    "Recent" is the newest ``:keep_recent`` rows; of the rest (the middle),
-    the newest row of each name stays.
-    """
+def _recent_cutoff() -> Any:
+    """Scalar subquery: the oldest seq among the newest ``:keep_recent`` rows."""
     recent_rows = checkpoints_table.alias("recent_rows")
     recent = (
         select(recent_rows.c.seq)
@@ -88,30 +117,58 @@ def _compaction_victims() -> ColumnElement[bool]:
         .limit(bindparam("keep_recent"))
         .subquery("recent")
     )
-    cutoff = select(func.coalesce(func.min(recent.c.seq), bindparam("no_cutoff"))).scalar_subquery()
+    return select(func.coalesce(func.min(recent.c.seq), bindparam("no_cutoff"))).scalar_subquery()
+
+
+def _newest_of_each_name(cutoff: Any) -> Select[Any]:
     named = checkpoints_table.alias("named")
-    newest_of_each_name = (
+    return (
         select(func.max(named.c.seq))
         .where(named.c.session_id == bindparam("session_id"), named.c.seq < cutoff)
         .group_by(named.c.name)
     )
+
+
+def _compaction_victims() -> ColumnElement[bool]:
+    """The rows compaction deletes.
+
+    Kept: the first row, the newest ``:keep_recent`` rows, the newest row of
+    each name among the rest, pinned rows, and rows created at or after
+    ``:older_than``.
+    """
+    cutoff = _recent_cutoff()
     victims: ColumnElement[bool] = (
         (_cp.session_id == bindparam("session_id"))
         & (_cp.seq > _first_seq("first_row"))
         & (_cp.seq < cutoff)
-        & _cp.seq.not_in(newest_of_each_name)
+        & ~_cp.pinned
+        & (_cp.created_at < bindparam("older_than"))
+        & _cp.seq.not_in(_newest_of_each_name(cutoff))
     )
     return victims
 
 
+def _keep_reason() -> Any:
+    """Why a row that compaction did not delete is kept (same parameters)."""
+    cutoff = _recent_cutoff()
+    return case(
+        (_cp.seq == _first_seq("first_row"), "first"),
+        (_cp.pinned, "pinned"),
+        (_cp.seq >= cutoff, "recent"),
+        (_cp.created_at >= bindparam("older_than"), "too_recent"),
+        else_="newest_of_name",
+    )
+
+
 def _cap_victims() -> ColumnElement[bool]:
-    """The ``:excess`` oldest rows after the first (the max_checkpoints cap)."""
+    """The ``:excess`` oldest unpinned rows after the first (the max_checkpoints cap)."""
     oldest = checkpoints_table.alias("oldest")
     victims = (
         select(oldest.c.seq)
         .where(
             oldest.c.session_id == bindparam("session_id"),
             oldest.c.seq > _first_seq("first_row"),
+            ~oldest.c.pinned,
         )
         .order_by(oldest.c.seq)
         .limit(bindparam("excess"))
@@ -123,15 +180,16 @@ def _select_checkpoints(*where: ColumnElement[bool]) -> Select[Any]:
     return select(*_CHECKPOINT_COLUMNS).where(_cp.session_id == bindparam("session_id"), *where)
 
 
-def _upsert_session(dialect_name: str, count_delta: Any) -> Any:
-    """INSERT the session row or bump its counter, returning (last_seq, checkpoint_count)."""
+def _upsert_session(dialect_name: str) -> Any:
+    """INSERT the session row or bump its counters, returning (last_seq, checkpoint_count)."""
     insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
     stmt = insert(sessions_table).values(
         id=bindparam("session_id"),
         created_at=bindparam("now"),
         updated_at=bindparam("now"),
         last_seq=bindparam("seq_delta"),
-        checkpoint_count=count_delta,
+        checkpoint_count=bindparam("count_delta"),
+        payload_bytes=bindparam("bytes_delta"),
         **{"metadata": literal_column("'{}'")},
     )
     return stmt.on_conflict_do_update(
@@ -139,6 +197,7 @@ def _upsert_session(dialect_name: str, count_delta: Any) -> Any:
         set_={
             "last_seq": _s.last_seq + stmt.excluded.last_seq,
             "checkpoint_count": _s.checkpoint_count + stmt.excluded.checkpoint_count,
+            "payload_bytes": _s.payload_bytes + stmt.excluded.payload_bytes,
             "updated_at": stmt.excluded.updated_at,
         },
     ).returning(_s.last_seq, _s.checkpoint_count)
@@ -156,7 +215,7 @@ class Repository:
         self._json_text: Callable[[str], str] = jsonb_text if name == "postgresql" else str
         session: BindParameter[str] = bindparam("session_id")
         seq: BindParameter[int] = bindparam("seq")
-        self._allocate = self._compile(_upsert_session(name, bindparam("count_delta")))
+        self._allocate = self._compile(_upsert_session(name))
         self._insert = self._compile(
             checkpoints_table.insert().values(
                 session_id=session,
@@ -164,6 +223,8 @@ class Repository:
                 name=bindparam("name"),
                 created_at=bindparam("created_at"),
                 data=bindparam("data"),
+                pinned=bindparam("pinned"),
+                payload_bytes=bindparam("payload_bytes"),
                 **{"metadata": bindparam("metadata")},
             )
         )
@@ -199,29 +260,55 @@ class Repository:
             .group_by(_cp.name)
             .order_by(_cp.name)
         )
-        self._session = self._compile(
-            select(_s.id, _s.created_at, _s.updated_at, _s.checkpoint_count, _s.last_seq).where(
-                _s.id == session
-            )
-        )
-        self._sessions = self._compile(
-            select(_s.id, _s.created_at, _s.updated_at, _s.checkpoint_count, _s.last_seq).order_by(
-                _s.id
-            )
-        )
+        self._session = self._compile(select(*_SESSION_COLUMNS).where(_s.id == session))
+        self._sessions = self._compile(select(*_SESSION_COLUMNS).order_by(_s.id))
         self._count = self._compile(select(_s.checkpoint_count).where(_s.id == session))
-        self._compact = self._compile(delete(checkpoints_table).where(_compaction_victims()))
-        self._compact_preview = self._compile(
-            select(_cp.seq).where(_compaction_victims()).order_by(_cp.seq)
+        removed = (_cp.seq, _cp.payload_bytes)
+        self._compact = self._compile(
+            delete(checkpoints_table).where(_compaction_victims()).returning(*removed)
         )
-        self._cap = self._compile(delete(checkpoints_table).where(_cap_victims()))
-        self._clear = self._compile(delete(checkpoints_table).where(_cp.session_id == session))
+        reason = _keep_reason().label("reason")
+        self._keep_reasons = self._compile(
+            select(reason, func.count())
+            .where(_cp.session_id == session)
+            .group_by(reason)
+            .order_by(reason)
+        )
+        self._cap = self._compile(
+            delete(checkpoints_table).where(_cap_victims()).returning(*removed)
+        )
+        self._pinned_count = self._compile(
+            select(func.count()).where(_cp.session_id == session, _cp.pinned)
+        )
+        self._clear = self._compile(
+            delete(checkpoints_table).where(_cp.session_id == session).returning(*removed)
+        )
+        newest = checkpoints_table.alias("newest")
+        self._expire = self._compile(
+            delete(checkpoints_table)
+            .where(
+                _cp.session_id == session,
+                ~_cp.pinned,
+                _cp.created_at < bindparam("older_than"),
+                _cp.seq
+                < select(func.max(newest.c.seq))
+                .where(newest.c.session_id == session)
+                .scalar_subquery(),
+            )
+            .returning(*removed)
+        )
+        self._set_pinned = self._compile(
+            update(checkpoints_table)
+            .where(_cp.session_id == session, _cp.seq == seq)
+            .values(pinned=bindparam("pinned"))
+        )
         self._delete_session = self._compile(delete(sessions_table).where(_s.id == session))
         self._adjust_count = self._compile(
             update(sessions_table)
             .where(_s.id == session)
             .values(
                 checkpoint_count=_s.checkpoint_count + bindparam("delta"),
+                payload_bytes=_s.payload_bytes + bindparam("bytes_delta"),
                 updated_at=bindparam("now"),
             )
         )
@@ -231,6 +318,7 @@ class Repository:
             .values(
                 last_seq=bindparam("last_seq"),
                 checkpoint_count=_s.checkpoint_count + bindparam("delta"),
+                payload_bytes=_s.payload_bytes + bindparam("bytes_delta"),
                 updated_at=bindparam("now"),
             )
         )
@@ -257,13 +345,14 @@ class Repository:
         return cursor
 
     def _row_to_checkpoint(self, session_id: str, row: Sequence[Any]) -> Checkpoint:
-        seq, name, created_at, data, meta = row
+        seq, name, created_at, data, meta, pinned = row
         return Checkpoint(
             id=format_id(session_id, seq),
             name=name,
             timestamp=decode_time(created_at),
             data=decode_json(data),
             metadata=decode_json(meta),
+            pinned=bool(pinned),
         )
 
     def _checkpoints(self, session_id: str, cursor: Cursor) -> list[Checkpoint]:
@@ -275,7 +364,9 @@ class Repository:
 
     # -- writes ---------------------------------------------------------------
 
-    def allocate(self, cursor: Cursor, session_id: str, now: datetime) -> tuple[int, int]:
+    def allocate(
+        self, cursor: Cursor, session_id: str, now: datetime, payload_bytes: int
+    ) -> tuple[int, int]:
         """Take the next seq for a new row: returns (seq, live count including it)."""
         self._run(
             cursor,
@@ -285,57 +376,43 @@ class Repository:
                 "now": self._encode_time(now),
                 "seq_delta": 1,
                 "count_delta": 1,
+                "bytes_delta": payload_bytes,
             },
         )
         seq, count = cursor.fetchone()
         return int(seq), int(count)
 
-    def insert(
-        self,
-        cursor: Cursor,
-        session_id: str,
-        seq: int,
-        name: str,
-        created_at: datetime,
-        data_json: str,
-        metadata_json: str,
-    ) -> None:
+    def insert(self, cursor: Cursor, session_id: str, row: NewRow) -> None:
         """Insert one checkpoint whose seq was allocated in this transaction."""
         self._run(
             cursor,
             self._insert,
             {
                 "session_id": session_id,
-                "seq": seq,
-                "name": name,
-                "created_at": self._encode_time(created_at),
-                "data": self._json_text(data_json),
-                "metadata": self._json_text(metadata_json),
+                "seq": row.seq,
+                "name": row.name,
+                "created_at": self._encode_time(row.created_at),
+                "data": self._json_text(row.data_json),
+                "metadata": self._json_text(row.metadata_json),
+                "pinned": row.pinned,
+                "payload_bytes": row.payload_bytes,
             },
         )
 
     def insert_many(
-        self,
-        cursor: Cursor,
-        session_id: str,
-        rows: Iterable[tuple[int, str, datetime, str, str]],
-        now: datetime,
+        self, cursor: Cursor, session_id: str, rows: Iterable[NewRow], now: datetime
     ) -> int:
-        """Insert rows with given seqs, raising the counter to the highest one.
-
-        Args:
-            rows: (seq, name, created_at, data_json, metadata_json), seqs above
-                the session's last_seq and increasing.
+        """Insert rows with given seqs (above last_seq, increasing), raising the counter.
 
         Returns:
             The number of rows inserted.
         """
-        count = 0
-        highest = 0
-        for seq, name, created_at, data_json, metadata_json in rows:
-            self.insert(cursor, session_id, seq, name, created_at, data_json, metadata_json)
+        count = total_bytes = highest = 0
+        for row in rows:
+            self.insert(cursor, session_id, row)
             count += 1
-            highest = seq
+            total_bytes += row.payload_bytes
+            highest = row.seq
         if count:
             self._run(
                 cursor,
@@ -344,6 +421,7 @@ class Repository:
                     "session_id": session_id,
                     "last_seq": highest,
                     "delta": count,
+                    "bytes_delta": total_bytes,
                     "now": self._encode_time(now),
                 },
             )
@@ -363,48 +441,95 @@ class Repository:
                 "now": self._encode_time(now),
                 "seq_delta": 0,
                 "count_delta": 0,
+                "bytes_delta": 0,
             },
         )
         last_seq, _count = cursor.fetchone()
         return int(last_seq)
 
-    def compact(self, cursor: Cursor, session_id: str, keep_recent: int, now: datetime) -> int:
-        """Delete the middle rows in one statement; returns how many went."""
-        self._run(
-            cursor,
-            self._compact,
-            {"session_id": session_id, "keep_recent": keep_recent, "no_cutoff": _NO_CUTOFF},
-        )
-        return self._deleted(cursor, session_id, now)
+    def _retention_params(
+        self, session_id: str, keep_recent: int, older_than: datetime
+    ) -> dict[str, Any]:
+        return {
+            "session_id": session_id,
+            "keep_recent": keep_recent,
+            "no_cutoff": _NO_CUTOFF,
+            "older_than": self._encode_time(older_than),
+        }
 
-    def compaction_preview(self, cursor: Cursor, session_id: str, keep_recent: int) -> list[int]:
-        """The seqs :meth:`compact` would delete, oldest first."""
-        self._run(
-            cursor,
-            self._compact_preview,
-            {"session_id": session_id, "keep_recent": keep_recent, "no_cutoff": _NO_CUTOFF},
-        )
-        return [int(row[0]) for row in cursor.fetchall()]
+    def compact(
+        self,
+        cursor: Cursor,
+        session_id: str,
+        keep_recent: int,
+        now: datetime,
+        older_than: datetime = END_OF_TIME,
+    ) -> list[Removed]:
+        """Delete the compactable rows in one statement; returns them, oldest first."""
+        params = self._retention_params(session_id, keep_recent, older_than)
+        return self._account(cursor, session_id, now, self._run(cursor, self._compact, params))
 
-    def cap(self, cursor: Cursor, session_id: str, excess: int, now: datetime) -> int:
-        """Delete the ``excess`` oldest rows after the first; returns how many went."""
+    def keep_reasons(
+        self, cursor: Cursor, session_id: str, keep_recent: int, older_than: datetime
+    ) -> dict[str, int]:
+        """Live rows by the reason compaction keeps them (run after :meth:`compact`)."""
+        params = self._retention_params(session_id, keep_recent, older_than)
+        rows = self._run(cursor, self._keep_reasons, params).fetchall()
+        return {str(reason): int(count) for reason, count in rows}
+
+    def cap(self, cursor: Cursor, session_id: str, limit: int, now: datetime) -> list[Removed]:
+        """Delete the oldest unpinned rows after the first, down to ``limit`` unpinned rows.
+
+        Pinned rows neither count toward the limit nor get deleted.
+        """
+        pinned = self._run(cursor, self._pinned_count, {"session_id": session_id}).fetchone()[0]
+        live = self.count(cursor, session_id)
+        excess = live - int(pinned) - limit
+        if excess <= 0:
+            return []
         self._run(cursor, self._cap, {"session_id": session_id, "excess": excess})
-        return self._deleted(cursor, session_id, now)
+        return self._account(cursor, session_id, now, cursor)
 
-    def clear(self, cursor: Cursor, session_id: str, now: datetime) -> int:
-        """Delete every checkpoint of the session, keeping its counter."""
+    def clear(self, cursor: Cursor, session_id: str, now: datetime) -> list[Removed]:
+        """Delete every checkpoint of the session (pinned too), keeping its counter."""
         self._run(cursor, self._clear, {"session_id": session_id})
-        return self._deleted(cursor, session_id, now)
+        return self._account(cursor, session_id, now, cursor)
 
-    def _deleted(self, cursor: Cursor, session_id: str, now: datetime) -> int:
-        deleted = max(cursor.rowcount, 0)
-        if deleted:
+    def expire(
+        self, cursor: Cursor, session_id: str, older_than: datetime, now: datetime
+    ) -> list[Removed]:
+        """Delete unpinned rows created before ``older_than``, never the newest row."""
+        self._run(
+            cursor,
+            self._expire,
+            {"session_id": session_id, "older_than": self._encode_time(older_than)},
+        )
+        return self._account(cursor, session_id, now, cursor)
+
+    def set_pinned(self, cursor: Cursor, session_id: str, seq: int, pinned: bool) -> bool:
+        """Pin or unpin one checkpoint; False if there is no such checkpoint."""
+        self._run(
+            cursor, self._set_pinned, {"session_id": session_id, "seq": seq, "pinned": pinned}
+        )
+        return cursor.rowcount > 0
+
+    def _account(
+        self, cursor: Cursor, session_id: str, now: datetime, result: Cursor
+    ) -> list[Removed]:
+        """Subtract the rows a DELETE ... RETURNING removed from the session's totals."""
+        removed = sorted(Removed(int(seq), int(size)) for seq, size in result.fetchall())
+        if removed:
             self._run(
                 cursor,
                 self._adjust_count,
-                {"session_id": session_id, "delta": -deleted, "now": self._encode_time(now)},
+                {
+                    "session_id": session_id,
+                    "delta": -len(removed),
+                    "bytes_delta": -sum(r.payload_bytes for r in removed),
+                    "now": self._encode_time(now),
+                },
             )
-        return deleted
+        return removed
 
     def delete_session(self, cursor: Cursor, session_id: str) -> bool:
         """Delete the session row and (by cascade) its checkpoints."""
@@ -492,6 +617,28 @@ class Repository:
         """Every session, by id."""
         return [_session_info(row) for row in self._run(cursor, self._sessions, {}).fetchall()]
 
+    # -- maintenance ----------------------------------------------------------
+
+    def storage_bytes(self, cursor: Cursor) -> int:
+        """Bytes the database occupies (SQLite: the main file; PostgreSQL: our tables)."""
+        if self.dialect.name == "sqlite":
+            cursor.execute("SELECT page_count * page_size FROM pragma_page_count, pragma_page_size")
+        else:
+            cursor.execute(
+                "SELECT pg_total_relation_size('checkpoints') + pg_total_relation_size('sessions')"
+            )
+        return int(cursor.fetchone()[0])
+
+    def vacuum(self, cursor: Cursor) -> None:
+        """Give freed space back (SQLite) and refresh planner statistics (PostgreSQL)."""
+        if self.dialect.name == "sqlite":
+            cursor.execute("VACUUM")
+            # The rebuilt file went through the WAL; fold it back and truncate it.
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        else:
+            cursor.execute("VACUUM ANALYZE checkpoints")
+            cursor.execute("VACUUM ANALYZE sessions")
+
     # -- schema ---------------------------------------------------------------
 
     def take_migration_lock(self, cursor: Cursor) -> None:
@@ -523,13 +670,51 @@ class Repository:
         row = cursor.fetchone()
         return None if row is None else str(row[0])
 
+    # -- find -----------------------------------------------------------------
+
+    def find(
+        self,
+        cursor: Cursor,
+        where: Sequence[ColumnElement[bool]],
+        order_by: Sequence[ColumnElement[Any]],
+        limit: int | None,
+        page_size: int = PAGE_SIZE,
+    ) -> Iterable[Checkpoint]:
+        """Stream the checkpoints matching ``where``: one query, read a page of rows at a time.
+
+        Compiled per call, since filters vary. Aware datetimes among the
+        parameters are encoded like every stored timestamp. PostgreSQL sends
+        rows through a server-side cursor (its client cursor would hold them
+        all in memory); SQLite steps its statement lazily anyway.
+        """
+        stmt = select(_cp.session_id, *_CHECKPOINT_COLUMNS).where(*where).order_by(*order_by)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        compiled = stmt.compile(dialect=self.dialect)
+        params = {
+            key: self._encode_time(value) if isinstance(value, datetime) else value
+            for key, value in compiled.params.items()
+        }
+        rows: Any = cursor
+        if self.dialect.name == "postgresql":
+            rows = cursor.connection.cursor(name="checkpointdb_find")
+        try:
+            rows.execute(str(compiled), params)
+            while page := rows.fetchmany(page_size):
+                for row in page:
+                    yield self._row_to_checkpoint(row[0], row[1:])
+        finally:
+            if rows is not cursor:
+                rows.close()
+
 
 def _session_info(row: Sequence[Any]) -> SessionInfo:
-    session_id, created_at, updated_at, count, last_seq = row
+    session_id, created_at, updated_at, count, last_seq, payload_bytes = row
     return SessionInfo(
         id=session_id,
         created_at=decode_time(created_at),
         updated_at=decode_time(updated_at),
         checkpoint_count=int(count),
         last_seq=int(last_seq),
+        payload_bytes=int(payload_bytes),
     )

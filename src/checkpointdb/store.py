@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -12,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import URL
 
 from . import migrate
-from .checkpoint import SessionInfo
+from .checkpoint import Checkpoint, SessionInfo, format_id
 from .engine import DEFAULT_SETTINGS, Database, resolve_url
-from .errors import CheckpointDBError, NotFoundError
+from .errors import CheckpointDBError, InvalidDataError, NotFoundError
+from .query import FindQuery, JSONFilter
 from .repository import Repository
 from .validate import (
     DEFAULT_MAX_DEPTH,
@@ -25,6 +29,34 @@ from .validate import (
 
 if TYPE_CHECKING:
     from .manager import CheckpointManager
+
+
+@dataclass(frozen=True)
+class ExpiryReport:
+    """What :meth:`CheckpointStore.expire` removed (or would remove).
+
+    Attributes:
+        removed: per session, the ids of the deleted checkpoints, oldest first.
+        bytes_removed: payload bytes of all deleted checkpoints.
+        dry_run: True if nothing was deleted.
+    """
+
+    removed: dict[str, list[str]]
+    bytes_removed: int
+    dry_run: bool
+
+    @property
+    def rows_removed(self) -> int:
+        """How many checkpoints were (or would be) deleted, in all sessions."""
+        return sum(len(ids) for ids in self.removed.values())
+
+
+@dataclass(frozen=True)
+class VacuumReport:
+    """Storage before and after :meth:`CheckpointStore.vacuum`, in bytes."""
+
+    bytes_before: int
+    bytes_after: int
 
 
 class CheckpointStore:
@@ -197,10 +229,54 @@ class CheckpointStore:
             raise
         return target
 
+    def expire(self, older_than: timedelta, *, dry_run: bool = False) -> ExpiryReport:
+        """Delete checkpoints older than ``older_than`` in every session.
+
+        Pinned checkpoints always stay, and so does each session's newest
+        checkpoint, so an idle agent can still resume. One transaction per
+        session; counts and byte totals stay exact.
+
+        Args:
+            older_than: the age beyond which checkpoints go.
+            dry_run: report what would go; nothing is deleted.
+        """
+        if not isinstance(older_than, timedelta) or older_than < timedelta(0):
+            raise InvalidDataError(
+                f"older_than must be a non-negative timedelta, got {older_than!r}"
+            )
+        now = datetime.now(UTC)
+        cutoff = now - older_than
+        removed: dict[str, list[str]] = {}
+        total_bytes = 0
+        for info in self.sessions():
+            with self._db.transaction(write=True, commit=not dry_run) as cursor:
+                rows = self._repo.expire(cursor, info.id, cutoff, now)
+            if rows:
+                removed[info.id] = [format_id(info.id, row.seq) for row in rows]
+                total_bytes += sum(row.payload_bytes for row in rows)
+        return ExpiryReport(removed=removed, bytes_removed=total_bytes, dry_run=dry_run)
+
+    def vacuum(self) -> VacuumReport:
+        """Give the space of deleted checkpoints back to the file system.
+
+        SQLite reuses freed pages by itself, so a compacting store stops
+        growing; VACUUM also shrinks the file (it rewrites it: run it when
+        idle, it takes the write lock). On PostgreSQL this is VACUUM ANALYZE.
+        """
+        with self._db.outside_transaction() as cursor:
+            before = self._repo.storage_bytes(cursor)
+            self._repo.vacuum(cursor)
+            after = self._repo.storage_bytes(cursor)
+        return VacuumReport(bytes_before=before, bytes_after=after)
+
     # -- payloads -------------------------------------------------------------
 
-    def encode(self, value: Any, what: str) -> str:
-        """Validate a data/metadata dict against this store's limits; return its JSON."""
+    def encode(self, value: Any, what: str) -> tuple[str, int]:
+        """Validate a data/metadata dict against this store's limits.
+
+        Returns:
+            Its JSON text and that text's size in UTF-8 bytes.
+        """
         return encode_payload(value, what, self.max_depth, self.max_payload_bytes)
 
     # -- lifetime -------------------------------------------------------------
@@ -219,6 +295,64 @@ class CheckpointStore:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    # -- find -----------------------------------------------------------------
+
+    def find(
+        self,
+        name: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        metadata: JSONFilter | None = None,
+        data: JSONFilter | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
+        session_id: str | None = None,
+    ) -> Iterator[Checkpoint]:
+        """Stream the checkpoints that match every given filter, in every session.
+
+        Args:
+            name: only checkpoints of this name.
+            since: only those created strictly after this aware datetime.
+            until: only those created at or before this aware datetime.
+            metadata: ``{key path: value}`` that must all hold in the
+                checkpoint's metadata; a path is ``"a.b"`` (nested objects) or
+                a tuple of literal keys ``("a.b",)``; values are JSON scalars
+                compared as JSON (``1`` is not ``"1"`` nor ``True``; ``None``
+                matches a stored null, never a missing key).
+            data: the same, on the checkpoint's data.
+            limit: at most this many results (None: all).
+            newest_first: newest first (default) or oldest first.
+            session_id: only this session's checkpoints.
+
+        Returns:
+            An iterator over one query's rows, read a page at a time, so memory
+            stays bounded. Within one session the order is creation (seq)
+            order; across sessions it is ``created_at``, then session id and
+            seq. Arguments are checked here, before the first row is read. The
+            iterator holds a pooled connection until it is exhausted or closed.
+
+        Raises:
+            NaiveDatetimeError: ``since`` or ``until`` has no timezone.
+            InvalidDataError: any other bad argument; the message names it.
+        """
+        query = FindQuery.build(
+            session_id=session_id,
+            name=name,
+            since=since,
+            until=until,
+            metadata=metadata,
+            data=data,
+            limit=limit,
+            newest_first=newest_first,
+        )
+        return self._find(query)
+
+    def _find(self, query: FindQuery) -> Iterator[Checkpoint]:
+        with self._db.transaction(snapshot=False) as cursor:
+            yield from self._repo.find(
+                cursor, query.where(self.dialect), query.order_by(), query.limit
+            )
 
 
 _default_store: CheckpointStore | None = None

@@ -20,10 +20,6 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from .errors import InvalidDataError, NaiveDatetimeError
 
-# Fixed width, so that text order is time order and SQLite's date functions
-# accept it: 2026-11-26T18:30:00.123456Z.
-_SQLITE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-
 
 def require_aware(value: object, what: str = "datetime") -> datetime:
     """Return ``value`` as UTC, refusing anything but a timezone-aware datetime.
@@ -44,7 +40,13 @@ def require_aware(value: object, what: str = "datetime") -> datetime:
 
 def encode_time_text(value: datetime) -> str:
     """An aware datetime as the fixed-width UTC text stored on SQLite."""
-    return require_aware(value).strftime(_SQLITE_TIME_FORMAT)
+    utc = require_aware(value)
+    # Not strftime: it does not zero-pad years before 1000 on Linux, which
+    # would break the text order that time-range queries rely on.
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T"
+        f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}.{utc.microsecond:06d}Z"
+    )
 
 
 def decode_time(value: datetime | str) -> datetime:

@@ -7,6 +7,7 @@ Every refusal names the bad value or the path to it inside the payload
 from __future__ import annotations
 
 import math
+import unicodedata
 from typing import Any
 
 from .errors import InvalidDataError, PayloadTooLargeError
@@ -22,13 +23,22 @@ DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 
 _SCALARS = (str, int, float, bool, type(None))
 
+# What an identifier may not hold: anything that breaks it across lines or
+# cannot be encoded. Other Unicode (spaces, joiners, marks) is fine.
+_REFUSED_IN_IDENTIFIERS = {
+    "Cc": "a control character",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+    "Cs": "a lone surrogate, which is not valid Unicode",
+}
+
 
 def check_identifier(value: object, what: str) -> str:
     """Return ``value`` if it is a usable session id or checkpoint name.
 
     Raises:
         InvalidDataError: not a string, empty, longer than MAX_NAME_LENGTH, or
-            holding control characters.
+            holding a control character, a line break or a lone surrogate.
     """
     if type(value) is not str:
         raise InvalidDataError(f"{what} must be a string, got {type(value).__name__} {value!r}")
@@ -39,9 +49,12 @@ def check_identifier(value: object, what: str) -> str:
             f"{what} is {len(value)} characters long; the limit is {MAX_NAME_LENGTH}: "
             f"{value[:40]!r}..."
         )
-    if not value.isprintable():
-        bad = next(ch for ch in value if not ch.isprintable())
-        raise InvalidDataError(f"{what} {value!r} contains the control character {bad!r}")
+    if value.isprintable():  # the common case, checked at C speed
+        return value
+    for char in value:
+        kind = _REFUSED_IN_IDENTIFIERS.get(unicodedata.category(char))
+        if kind is not None:
+            raise InvalidDataError(f"{what} {value!r} contains {char!r}, {kind}")
     return value
 
 
@@ -104,13 +117,30 @@ def check_json(value: Any, path: str, max_depth: int) -> None:
     walk(value, path, 0)
 
 
+def _unprintable_int_path(value: Any, path: str) -> str:
+    """The path to the first int that ``str()`` refuses to convert."""
+    if type(value) is int:
+        try:
+            str(value)
+        except ValueError:
+            return path
+        return ""
+    items: Any = value.items() if type(value) is dict else enumerate(value)
+    if type(value) in (dict, list, tuple):
+        for key, item in items:
+            found = _unprintable_int_path(item, f"{path}[{key!r}]")
+            if found:
+                return found
+    return ""
+
+
 def _short_repr(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def encode_payload(value: Any, what: str, max_depth: int, max_bytes: int) -> str:
-    """Validate a top-level JSON object and return its stored text.
+def encode_payload(value: Any, what: str, max_depth: int, max_bytes: int) -> tuple[str, int]:
+    """Validate a top-level JSON object and return its stored text and UTF-8 size.
 
     Args:
         value: the ``data`` or ``metadata`` dict.
@@ -125,7 +155,10 @@ def encode_payload(value: Any, what: str, max_depth: int, max_bytes: int) -> str
     if type(value) is not dict:
         raise InvalidDataError(f"{what} must be a dict, got {type(value).__name__}")
     check_json(value, what, max_depth)
-    text = dumps_json(value)
+    try:
+        text = dumps_json(value)
+    except ValueError as exc:  # an int too long to print (sys.get_int_max_str_digits)
+        raise InvalidDataError(f"{_unprintable_int_path(value, what)}: {exc}") from None
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError as exc:
@@ -138,4 +171,4 @@ def encode_payload(value: Any, what: str, max_depth: int, max_bytes: int) -> str
             f"{what} is {size} bytes as JSON; the store's limit (max_payload_bytes) is "
             f"{max_bytes} bytes"
         )
-    return text
+    return text, size

@@ -1,0 +1,306 @@
+"""``find()``: its arguments checked once, and JSON filters turned into SQL per dialect.
+
+A JSON filter is a dict of key paths to JSON scalars, for example
+``{"run": "r1", "agent.role": "planner"}``. Every entry must hold, and each
+means "the object at this path has this key, and its value equals this JSON
+scalar":
+
+* A path is a string of keys joined by ``.``, walking nested objects (never
+  into lists), or a tuple of keys taken literally, for keys that contain
+  ``.`` themselves or anything else: ``("a.b", 'say "hi"')``. A dotted
+  string whose keys hold ``"``, ``$``, ``[`` or ``]`` is refused, since it
+  reads like JSON-path syntax that is not supported here; so is an empty key.
+* Values compare as JSON: a string matches only a string, ``True`` only
+  ``true``, a number any equal number (``1`` matches ``1`` and ``1.0``, not
+  ``"1"`` or ``true``), and ``None`` a JSON ``null`` stored under the key (a
+  missing key never matches).
+
+Keys and values are always bound parameters; no key is ever spliced into SQL
+or into a JSON-path string:
+
+* PostgreSQL: ``column @> CAST(:document AS JSONB)``, the document being the
+  path nested into objects around the value (``{"agent": {"role":
+  "planner"}}``). Containment means exactly the rules above, and a GIN index
+  on the column can serve it. (``#>`` with a text[] path was rejected: it
+  reads a key like ``"0"`` as a list index.)
+* SQLite: ``EXISTS`` over ``json_each`` at every level, comparing each key
+  (a bound parameter) with the decoded key. SQLite's JSON-path strings cannot
+  carry every key: up to 3.44 a quoted key ends at the first ``"`` and is
+  compared with the key's escaped JSON text, and from 3.45 on the rules
+  differ again, so the same path string finds different keys on different
+  SQLite versions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Text,
+    cast,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from .errors import InvalidDataError
+from .models import checkpoints_table
+from .types import dumps_jsonb, require_aware
+from .validate import check_identifier
+
+KeyPath = str | tuple[str, ...]
+JSONScalar = str | int | float | bool | None
+JSONFilter = Mapping[KeyPath, JSONScalar]
+
+# SQLite joins one json_each per key, and a join holds at most 64 tables.
+MAX_PATH_KEYS = 32
+# Characters of JSON-path syntax: in a dotted path they would be taken
+# literally, which is never what someone writing "$.a" or "a[0]" means.
+_PATH_SYNTAX = ('"', "$", "[", "]")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_PATH_HINT = 'pass the path as a tuple of keys to use them literally, e.g. ("a.b", "c")'
+
+_cp = checkpoints_table.c
+
+
+@dataclass(frozen=True)
+class JSONMatch:
+    """One filter entry: ``column`` holds ``value`` at ``path`` (JSON equality)."""
+
+    column: str
+    path: tuple[str, ...]
+    value: JSONScalar
+
+
+def _check_key(key: object, where: str) -> str:
+    if type(key) is not str:
+        raise InvalidDataError(f"{where}: keys must be strings, got {type(key).__name__} {key!r}")
+    if "\x00" in key:
+        raise InvalidDataError(f"{where}: key {key!r} contains NUL, which no stored key can")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidDataError(f"{where}: key {key!r} is not valid Unicode") from None
+    return key
+
+
+def parse_path(path: object, what: str) -> tuple[str, ...]:
+    """The keys of a filter path: a dotted string or a tuple of literal keys.
+
+    Args:
+        path: ``"agent.role"`` or ``("agent", "role")``.
+        what: the filter's name in error messages (``"metadata"``).
+
+    Raises:
+        InvalidDataError: an empty path or key, a dotted string holding
+            ``"``, ``$``, ``[`` or ``]``, a key that is not a string, or more
+            than MAX_PATH_KEYS keys.
+    """
+    where = f"{what} filter path {path!r}"
+    if isinstance(path, str):
+        keys = tuple(path.split("."))
+        if "" in keys:
+            raise InvalidDataError(
+                f"{where} has an empty key (a leading, trailing or doubled '.'); {_PATH_HINT}"
+            )
+        for symbol in _PATH_SYNTAX:
+            if symbol in path:
+                raise InvalidDataError(
+                    f"{where} contains {symbol!r}: dotted paths are plain keys joined by '.', "
+                    f"not JSON-path syntax; {_PATH_HINT}"
+                )
+    elif type(path) is tuple:
+        keys = path
+        if not keys:
+            raise InvalidDataError(f"{where} is empty; give at least one key")
+    else:
+        raise InvalidDataError(
+            f"{where} must be a dotted string or a tuple of keys, got {type(path).__name__}"
+        )
+    if len(keys) > MAX_PATH_KEYS:
+        raise InvalidDataError(f"{where} has {len(keys)} keys; at most {MAX_PATH_KEYS} are allowed")
+    return tuple(_check_key(key, where) for key in keys)
+
+
+def check_value(value: object, where: str) -> JSONScalar:
+    """Return ``value`` if it is a JSON scalar a filter can compare exactly.
+
+    Raises:
+        InvalidDataError: a list, dict or other object; NaN or infinity; an
+            int outside 64 bits (SQLite's integers); a string holding NUL or
+            a lone surrogate.
+    """
+    if value is None or type(value) is bool:
+        return value
+    if type(value) is float:
+        if not math.isfinite(value):
+            raise InvalidDataError(f"{where}: {value!r} is not a JSON number")
+        return value
+    if type(value) is int:
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise InvalidDataError(f"{where}: {value!r} does not fit in 64 bits")
+        return value
+    if type(value) is str:
+        if "\x00" in value:
+            raise InvalidDataError(f"{where}: {value!r} contains NUL, which no stored string can")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidDataError(f"{where}: {value!r} is not valid Unicode") from None
+        return value
+    raise InvalidDataError(
+        f"{where}: filter values are JSON scalars (str, int, float, bool, None), "
+        f"got {type(value).__name__} {value!r}"
+    )
+
+
+def parse_filter(spec: object, column: str) -> tuple[JSONMatch, ...]:
+    """Check a ``metadata`` / ``data`` argument; one match per entry (None: none).
+
+    Raises:
+        InvalidDataError: not a dict, or a bad path or value (named in the message).
+    """
+    if spec is None:
+        return ()
+    if not isinstance(spec, Mapping):
+        raise InvalidDataError(
+            f"{column} filter must be a dict of key paths to values, got {type(spec).__name__}"
+        )
+    matches = []
+    for path, value in spec.items():
+        keys = parse_path(path, column)
+        matches.append(JSONMatch(column, keys, check_value(value, f"{column} filter {path!r}")))
+    return tuple(matches)
+
+
+@dataclass(frozen=True)
+class FindQuery:
+    """The checked arguments of ``find()``, turned into SQL by :meth:`where`.
+
+    Within one session results come in creation (seq) order; across
+    sessions, by ``created_at`` then session id and seq, since sessions have
+    no common counter.
+    """
+
+    session_id: str | None
+    name: str | None
+    since: datetime | None
+    until: datetime | None
+    matches: tuple[JSONMatch, ...]
+    limit: int | None
+    newest_first: bool
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        session_id: str | None = None,
+        name: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        metadata: JSONFilter | None = None,
+        data: JSONFilter | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
+    ) -> FindQuery:
+        """Check every argument before anything runs.
+
+        Raises:
+            NaiveDatetimeError: ``since`` or ``until`` has no timezone.
+            InvalidDataError: any other bad argument, named in the message.
+        """
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise InvalidDataError(f"limit must be an int >= 0 or None, got {limit!r}")
+        if type(newest_first) is not bool:
+            raise InvalidDataError(f"newest_first must be True or False, got {newest_first!r}")
+        return cls(
+            session_id=None if session_id is None else check_identifier(session_id, "session_id"),
+            name=None if name is None else check_identifier(name, "name"),
+            since=None if since is None else require_aware(since, "since"),
+            until=None if until is None else require_aware(until, "until"),
+            matches=parse_filter(metadata, "metadata") + parse_filter(data, "data"),
+            limit=limit,
+            newest_first=newest_first,
+        )
+
+    def where(self, dialect_name: str) -> list[ColumnElement[bool]]:
+        """The WHERE conditions on the checkpoints table, for one dialect.
+
+        Times are bound as aware datetimes; the repository encodes them for
+        its dialect like every other timestamp it binds.
+        """
+        conditions: list[ColumnElement[bool]] = []
+        if self.session_id is not None:
+            conditions.append(_cp.session_id == literal(self.session_id))
+        if self.name is not None:
+            conditions.append(_cp.name == literal(self.name))
+        if self.since is not None:
+            conditions.append(_cp.created_at > literal(self.since, _cp.created_at.type))
+        if self.until is not None:
+            conditions.append(_cp.created_at <= literal(self.until, _cp.created_at.type))
+        for index, match in enumerate(self.matches):
+            if dialect_name == "postgresql":
+                conditions.append(_postgresql_match(match))
+            else:
+                conditions.append(_sqlite_match(match, f"{match.column[0]}{index}"))
+        return conditions
+
+    def order_by(self) -> list[ColumnElement[Any]]:
+        """Seq order in one session; created_at, session id, seq across sessions."""
+        columns: Sequence[ColumnElement[Any]] = (
+            [_cp.seq] if self.session_id is not None else [_cp.created_at, _cp.session_id, _cp.seq]
+        )
+        return [column.desc() if self.newest_first else column.asc() for column in columns]
+
+
+def _postgresql_match(match: JSONMatch) -> ColumnElement[bool]:
+    document: Any = match.value
+    for key in reversed(match.path):
+        document = {key: document}
+    bound = cast(literal(dumps_jsonb(document), Text), JSONB)
+    return _cp[match.column].op("@>", is_comparison=True)(bound)
+
+
+def _sqlite_match(match: JSONMatch, alias_prefix: str) -> ColumnElement[bool]:
+    """EXISTS over one json_each per key: each level's key equals the next path key."""
+    levels: list[Any] = []
+    conditions: list[ColumnElement[bool]] = []
+    source: Any = _cp[match.column]
+    for depth, key in enumerate(match.path):
+        if levels:
+            conditions.append(levels[-1].c.type == literal("object"))
+        level = (
+            func.json_each(source)
+            .table_valued("key", "type", "atom", "value")
+            .alias(f"{alias_prefix}_{depth}")
+        )
+        conditions.append(level.c.key == literal(key))
+        levels.append(level)
+        source = level.c.value
+    conditions.append(_sqlite_value_test(levels[-1], match.value))
+    return exists(select(literal_column("1")).select_from(*levels).where(*conditions))
+
+
+def _sqlite_value_test(level: Any, value: JSONScalar) -> ColumnElement[bool]:
+    """json_each's ``type`` names the JSON type; ``atom`` holds a scalar's SQL value."""
+    kind = level.c.type
+    test: ColumnElement[bool]
+    if value is None:
+        test = kind == literal("null")
+    elif type(value) is bool:
+        test = kind == literal("true" if value else "false")
+    elif type(value) is str:
+        test = (kind == literal("text")) & (level.c.atom == literal(value))
+    else:
+        number = or_(kind == literal("integer"), kind == literal("real"))
+        test = number & (level.c.atom == literal(value))
+    return test
