@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -670,3 +671,24 @@ def test_hostile_and_one_megabyte_values_come_back_literally(store: CheckpointSt
     assert stored.metadata == metadata
     assert len(stored.data["big"]) == 1_000_000
     assert manager.rollback_to(created.id) == data
+
+
+def test_refused_values_never_reach_the_table_json_functions_read(sqlite_path: Path) -> None:
+    # One NaN stored as JSON text makes json_extract fail for the whole table.
+    with CheckpointStore(sqlite_path) as store:
+        manager = store.manager(SESSION)
+        manager.create("ok", {"score": 1.5})
+        for bad in (float("nan"), float("inf"), float("-inf")):
+            with pytest.raises(InvalidDataError):
+                manager.create("bad", {"score": bad})
+            with pytest.raises(InvalidDataError):
+                manager.create("bad", {}, {"score": bad})
+        manager.create("ok", {"score": 2.5})
+    connection = sqlite3.connect(sqlite_path)
+    try:
+        rows = connection.execute(
+            "SELECT json_extract(data, '$.score'), json_valid(metadata) FROM checkpoints"
+        ).fetchall()
+    finally:
+        connection.close()
+    assert rows == [(1.5, 1), (2.5, 1)]

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import workers
 
-from checkpointdb import CheckpointStore
+from checkpointdb import CheckpointDBError, CheckpointStore
 
 WORKERS_SCRIPT = Path(__file__).with_name("workers.py")
 SPAWN = multiprocessing.get_context("spawn")
@@ -182,3 +182,32 @@ def test_a_kill_while_creating_a_new_database_leaves_one_that_opens(tmp_path: Pa
             assert raw.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         finally:
             raw.close()
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"), [(None, 1), ("NORMAL", 1), ("FULL", 2), ("extra", 3)]
+)
+def test_durability_pragmas_are_set_explicitly_on_every_connection(
+    sqlite_path: Path, setting: str | None, expected: int
+) -> None:
+    # Debian's SQLite defaults to synchronous=FULL: the store must not inherit it.
+    options = {} if setting is None else {"synchronous": setting}
+    with CheckpointStore(sqlite_path, busy_timeout=2.5, **options) as store:  # type: ignore[arg-type]
+        engine = store._db.engine
+        connections = [engine.raw_connection() for _ in range(3)]  # three distinct ones
+        try:
+            for connection in connections:
+                cursor = connection.cursor()
+                pragmas = [
+                    cursor.execute(f"PRAGMA {name}").fetchone()[0]
+                    for name in ("synchronous", "journal_mode", "busy_timeout", "foreign_keys")
+                ]
+                assert pragmas == [expected, "wal", 2500, 1]
+        finally:
+            for connection in connections:
+                connection.close()
+
+
+def test_an_unknown_synchronous_mode_is_refused(sqlite_path: Path) -> None:
+    with pytest.raises(CheckpointDBError, match="'OFF'"):
+        CheckpointStore(sqlite_path, synchronous="OFF")
