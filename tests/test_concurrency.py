@@ -233,6 +233,17 @@ def test_every_write_gives_up_with_busy_error_and_changes_nothing(
         assert [checkpoint.name for checkpoint in store.manager("s")] == ["c0", "c1", "c2"]
 
 
+def test_opening_and_reading_do_not_wait_for_a_writer(sqlite_path: Path) -> None:
+    with CheckpointStore(sqlite_path) as store:
+        store.manager("s").create("before", {})
+    with lock_held_by_other_process(sqlite_path):
+        started = time.monotonic()
+        with CheckpointStore(sqlite_path, busy_timeout=0.5) as store:
+            assert [cp.name for cp in store.manager("s")] == ["before"]
+            assert counters(store, "s") == (1, 1)
+        assert time.monotonic() - started < 0.4
+
+
 def test_create_waits_out_a_lock_shorter_than_busy_timeout(sqlite_path: Path) -> None:
     with CheckpointStore(sqlite_path, busy_timeout=10) as store:
         manager = store.manager("s")
