@@ -368,11 +368,6 @@ def test_backup_of_a_postgresql_store_points_to_pg_dump(postgres_url: str, tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a stored payload that is not JSON any more escapes as a raw json.JSONDecodeError; "
-    "repository/types should raise CorruptDatabaseError naming the file and the checkpoint",
-)
 def test_a_damaged_payload_is_reported_as_corruption_naming_the_file(sqlite_path: Path) -> None:
     with CheckpointStore(sqlite_path) as store:
         created = store.manager("s").create("x", {"marker": "unmistakable-marker"})

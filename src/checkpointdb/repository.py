@@ -33,6 +33,7 @@ from sqlalchemy.sql.elements import BindParameter, ClauseElement
 
 from .checkpoint import Checkpoint, SessionInfo, format_id
 from .engine import Cursor
+from .errors import CorruptDatabaseError
 from .models import checkpoints_table, sessions_table
 from .types import decode_json, decode_time, encode_time_text, jsonb_text, require_aware
 
@@ -206,8 +207,10 @@ def _upsert_session(dialect_name: str) -> Any:
 class Repository:
     """The SQL of the store, compiled for one dialect; methods run on a DBAPI cursor."""
 
-    def __init__(self, dialect: Dialect) -> None:
+    def __init__(self, dialect: Dialect, where: str = "the database") -> None:
         self.dialect = dialect
+        # The database as errors name it (a path, or a URL without password).
+        self.where = where
         name = dialect.name
         self._encode_time: Callable[[datetime], Any] = (
             encode_time_text if name == "sqlite" else require_aware
@@ -346,14 +349,21 @@ class Repository:
 
     def _row_to_checkpoint(self, session_id: str, row: Sequence[Any]) -> Checkpoint:
         seq, name, created_at, data, meta, pinned = row
-        return Checkpoint(
-            id=format_id(session_id, seq),
-            name=name,
-            timestamp=decode_time(created_at),
-            data=decode_json(data),
-            metadata=decode_json(meta),
-            pinned=bool(pinned),
-        )
+        checkpoint_id = format_id(session_id, seq)
+        try:
+            return Checkpoint(
+                id=checkpoint_id,
+                name=name,
+                timestamp=decode_time(created_at),
+                data=decode_json(data),
+                metadata=decode_json(meta),
+                pinned=bool(pinned),
+            )
+        except ValueError as exc:  # JSONDecodeError, or a malformed time text
+            raise CorruptDatabaseError(
+                f"{self.where}: checkpoint {checkpoint_id} holds a value that cannot be read "
+                f"back ({exc}); the database was damaged outside checkpointdb"
+            ) from exc
 
     def _checkpoints(self, session_id: str, cursor: Cursor) -> list[Checkpoint]:
         return [self._row_to_checkpoint(session_id, row) for row in cursor.fetchall()]

@@ -104,7 +104,7 @@ class CheckpointStore:
         self._db = Database(
             resolve_url(url), synchronous=synchronous, busy_timeout=busy_timeout, echo=echo
         )
-        self._repo = Repository(self._db.engine.dialect)
+        self._repo = Repository(self._db.engine.dialect, self._db.where)
         try:
             migrate.ensure_schema(self._db, self._repo, auto_upgrade=auto_upgrade)
         except BaseException:
