@@ -53,6 +53,20 @@ HOURLY = [("plan", "2026-01-01T00:00:00+00:00")] + [
 ]
 
 
+def stored_size(data: dict[str, object], metadata: dict[str, object] | None = None) -> int:
+    """The bytes the store counts for a checkpoint: its data and metadata as compact UTF-8 JSON."""
+    return sum(
+        len(json.dumps(part, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+        for part in (data, metadata or {})
+    )
+
+
+def payload_bytes(store: CheckpointStore, session_id: str) -> int:
+    info = store.session(session_id)
+    assert info is not None
+    return info.payload_bytes
+
+
 def one_error_line(result: Result) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -109,7 +123,28 @@ def test_sessions_lists_each_session_with_counts_and_times(
     assert [entry["session_id"] for entry in listed] == ["agent-1", "agent-2"]
     assert listed[0]["checkpoint_count"] == 6
     assert listed[0]["last_seq"] == 6
+    assert listed[0]["payload_bytes"] == sum(stored_size({"i": i}) for i in range(1, 7))
+    assert listed[1]["payload_bytes"] == stored_size({})
     assert datetime.fromisoformat(listed[0]["created_at"]).tzinfo is not None
+    assert table.stdout.splitlines()[0].split()[:5] == [
+        "SESSION",
+        "CHECKPOINTS",
+        "LAST",
+        "SEQ",
+        "SIZE",
+    ]
+    assert rows["agent-1"][3:5] == [str(listed[0]["payload_bytes"]), "B"]
+
+
+def test_sessions_shows_large_sizes_in_human_units(store: CheckpointStore, run: Run) -> None:
+    mgr = store.manager("big", max_checkpoints=None, compress_after=None)
+    for i in range(3):
+        mgr.create("blob", {"text": "é" * 200_000, "i": i})  # 400 kB of UTF-8 each
+    exact = json.loads(run("sessions", "--json").stdout)[0]["payload_bytes"]
+    assert exact == 3 * stored_size({"text": "é" * 200_000, "i": 0})
+    assert 1_200_000 < exact < 1_250_000
+    row = run("sessions").stdout.splitlines()[2].split()
+    assert row[3:5] == ["1.2", "MB"]
 
 
 def test_sessions_on_an_empty_database_says_so(store: CheckpointStore, run: Run) -> None:
@@ -191,7 +226,8 @@ def test_show_prints_one_checkpoint(store: CheckpointStore, run: Run) -> None:
     assert "name      plan" in shown.stdout
     assert '"text": "é"' in shown.stdout
     assert '{"who": "agent"}' in shown.stdout
-    assert json.loads(run("show", cp.id, "--json").stdout) == cp.to_dict()
+    assert "pinned    no" in shown.stdout
+    assert json.loads(run("show", cp.id, "--json").stdout) == {**cp.to_dict(), "pinned": False}
 
 
 def test_latest_gives_the_newest_or_the_newest_of_a_name(store: CheckpointStore, run: Run) -> None:
@@ -213,16 +249,19 @@ def test_unknown_session_or_id_exits_1_with_one_line(store: CheckpointStore, run
         ["compact", "ghost"],
         ["stats", "ghost"],
         ["show", "ghost:1"],
+        ["pin", "ghost:1"],
+        ["unpin", "ghost:1"],
     ):
         result = run(*args)
         assert result.exit_code == 1, args
         assert "no session 'ghost'" in one_error_line(result)
-    never = run("show", "s:99")
-    assert never.exit_code == 1
-    assert "never existed" in one_error_line(never)
-    compacted = run("show", "s:2")
-    assert compacted.exit_code == 1
-    assert "compacted or deleted" in one_error_line(compacted)
+    for command in ("show", "pin", "unpin"):
+        never = run(command, "s:99")
+        assert never.exit_code == 1
+        assert "never existed" in one_error_line(never)
+        compacted = run(command, "s:2")
+        assert compacted.exit_code == 1
+        assert "compacted or deleted" in one_error_line(compacted)
 
 
 @pytest.mark.parametrize(
@@ -235,6 +274,16 @@ def test_unknown_session_or_id_exits_1_with_one_line(store: CheckpointStore, run
         ["list", ""],
         ["list", "s", "--limit", "-1"],
         ["compact", "s", "--keep-recent", "many"],
+        ["compact", "s", "--older-than", "yesterday"],
+        ["compact", "s", "--older-than", "-1d"],
+        ["expire"],
+        ["expire", "--older-than", "7 days"],
+        ["expire", "--older-than", "2026-01-01T00:00:00Z"],
+        ["expire", "--older-than", "99999999999w"],
+        ["pin"],
+        ["pin", "s"],
+        ["unpin", "s:0"],
+        ["vacuum", "extra"],
         ["no-such-command"],
         ["--no-such-option"],
         ["sessions", "extra"],
@@ -385,14 +434,193 @@ def test_compact_dry_run_changes_nothing_and_predicts_the_real_run(
     assert len(mgr) == 30
     # Kept: the first, the newest 5, and the newest of each of the 3 names before those.
     assert preview["remaining"] == 1 + 5 + 3
+    assert preview["kept"] == {"first": 1, "recent": 5, "newest_of_name": 3}
+    assert preview["rows_removed"] == len(preview["removed"]) == 21
     human = run("compact", "s", "--dry-run", "--keep-recent", "5")
-    assert "would remove 21 of 30 checkpoints and keep 9" in human.stdout
+    assert "would remove 21 of 30 checkpoints (" in human.stdout
+    assert "and keep 9" in human.stdout
+    assert "kept: 1 the first, 3 the newest of their name, 5 among the newest 5" in human.stdout
+    before = payload_bytes(store, "s")
     done = json.loads(run("compact", "s", "--keep-recent", "5", "--json").stdout)
     assert done["removed"] == preview["removed"]
+    assert done["bytes_removed"] == preview["bytes_removed"]
+    assert done["kept"] == preview["kept"]
     assert done["dry_run"] is False
     assert len(mgr) == done["remaining"] == 9
+    assert before - payload_bytes(store, "s") == done["bytes_removed"]
+    assert done["bytes_removed"] == sum(
+        stored_size({"i": i}) for i in range(30) if f"s:{i + 1}" in done["removed"]
+    )
     again = run("compact", "s", "--keep-recent", "5")
-    assert "removed 0 checkpoints from session 's'; 9 remain" in again.stdout
+    assert "removed 0 checkpoints (0 B of JSON) from session 's'; 9 remain" in again.stdout
+    assert "vacuum" not in again.stdout  # nothing was removed: no space to give back
+
+
+def test_compact_older_than_spares_young_checkpoints_and_says_so(
+    store: CheckpointStore, run: Run
+) -> None:
+    seed(store, "s", HOURLY)  # 2026-01-01, long ago
+    mgr = store.manager("s", max_checkpoints=None, compress_after=None)
+    young = [mgr.create("tool", {"young": n}).id for n in range(3)]
+    preview = json.loads(
+        run(
+            "compact", "s", "--keep-recent", "0", "--older-than", "7d", "--dry-run", "--json"
+        ).stdout
+    )
+    # Kept: the first, the newest "think" among the old, and the three young ones.
+    # The old "tool" rows all go: the newest "tool" is young.
+    assert preview["removed"] == ["s:2", "s:3", "s:4", "s:6"]
+    assert preview["kept"] == {"first": 1, "newest_of_name": 1, "too_recent": 3}
+    assert preview["older_than_seconds"] == 7 * 86400
+    human = run("compact", "s", "--keep-recent", "0", "--older-than", "7d")
+    assert human.exit_code == 0, human.stderr
+    assert "removed 4 checkpoints" in human.stdout
+    assert "3 younger than 7d" in human.stdout
+    assert "vacuum` gives it back" in human.stdout
+    assert [cp.id for cp in mgr] == ["s:1", "s:5", *young]
+
+
+def test_pin_keeps_a_checkpoint_through_compaction_until_unpinned(
+    store: CheckpointStore, run: Run
+) -> None:
+    mgr = store.manager("s", max_checkpoints=None, compress_after=None)
+    for i in range(10):
+        mgr.create("step", {"i": i})
+    pinned = run("pin", "s:4")
+    assert pinned.exit_code == 0, pinned.stderr
+    assert "pinned s:4" in pinned.stdout
+    assert json.loads(run("pin", "s:4", "--json").stdout) == {
+        "id": "s:4",
+        "pinned": True,
+        "changed": False,
+    }
+    assert "already pinned" in run("pin", "s:4").stdout
+    assert json.loads(run("show", "s:4", "--json").stdout)["pinned"] is True
+    assert "pinned    yes" in run("show", "s:4").stdout
+    listed = {cp["id"]: cp["pinned"] for cp in json.loads(run("list", "s", "--json").stdout)}
+    assert listed == {f"s:{seq}": seq == 4 for seq in range(1, 11)}
+    table = run("list", "s").stdout.splitlines()
+    assert table[0].split()[:5] == ["ID", "NAME", "CREATED", "(UTC)", "PINNED"]
+    assert {line.split()[0]: line.split()[3] for line in table[2:]} == {
+        f"s:{seq}": "yes" if seq == 4 else "no" for seq in range(1, 11)
+    }
+
+    report = json.loads(run("compact", "s", "--keep-recent", "2", "--json").stdout)
+    assert "s:4" not in report["removed"]
+    assert report["kept"]["pinned"] == 1
+    assert [cp.id for cp in mgr] == ["s:1", "s:4", "s:8", "s:9", "s:10"]  # s:8: newest "step"
+
+    unpinned = run("unpin", "s:4", "--json")
+    assert json.loads(unpinned.stdout) == {"id": "s:4", "pinned": False, "changed": True}
+    assert "was already not pinned" in run("unpin", "s:4").stdout
+    assert run("latest", "s", "--json").exit_code == 0
+    assert json.loads(run("latest", "s", "--json").stdout)["pinned"] is False
+    again = json.loads(run("compact", "s", "--keep-recent", "2", "--json").stdout)
+    assert again["removed"] == ["s:4"]
+
+
+def test_list_json_with_pinned_imports_back_with_the_pins(
+    store: CheckpointStore, run: Run, new_url: Callable[[], str]
+) -> None:
+    mgr = store.manager("s")
+    mgr.create("a", {})
+    mgr.create("b", {}, pin=True)
+    listed = run("list", "s", "--json").stdout
+    other = new_url()
+    assert invoke("--db", other, "import", "s", "-", input=listed).exit_code == 0
+    with CheckpointStore(other) as copy:
+        assert {cp.name: cp.pinned for cp in copy.manager("s")} == {"a": False, "b": True}
+
+
+def test_expire_removes_old_checkpoints_across_sessions_per_session(
+    store: CheckpointStore, run: Run
+) -> None:
+    seed(store, "mixed", HOURLY)  # six old checkpoints...
+    store.manager("mixed").create("fresh", {})  # ...and a young one
+    seed(store, "idle", HOURLY)  # only old ones: its newest stays so it can resume
+    seed(store, "pinned", HOURLY)
+    store.manager("pinned").pin("pinned:2")
+    store.manager("young").create("fresh", {})
+    before = {info.id: info.payload_bytes for info in store.sessions()}
+
+    preview = json.loads(run("expire", "--older-than", "30d", "--dry-run", "--json").stdout)
+    assert preview["dry_run"] is True
+    assert preview["older_than_seconds"] == 30 * 86400
+    assert preview["sessions"] == {
+        "idle": {"rows_removed": 5, "removed": [f"idle:{seq}" for seq in range(1, 6)]},
+        "mixed": {"rows_removed": 6, "removed": [f"mixed:{seq}" for seq in range(1, 7)]},
+        "pinned": {"rows_removed": 4, "removed": ["pinned:1", "pinned:3", "pinned:4", "pinned:5"]},
+    }
+    assert preview["rows_removed"] == 15
+    assert preview["bytes_removed"] == sum(stored_size({"i": i}) for i in (1, 2, 3, 4, 5)) * 2 + (
+        sum(stored_size({"i": i}) for i in (1, 2, 3, 4, 5, 6)) - stored_size({"i": 2})
+    )
+    assert {info.id: info.payload_bytes for info in store.sessions()} == before
+
+    human = run("expire", "--older-than", "30d", "--dry-run")
+    assert "dry run: expiring would remove 15 checkpoints (" in human.stdout
+    assert "older than 30d from 3 sessions" in human.stdout
+    rows = {line.split()[0]: line.split()[1] for line in human.stdout.splitlines()[3:6]}
+    assert rows == {"idle": "5", "mixed": "6", "pinned": "4"}
+
+    done = json.loads(run("expire", "--older-than", "30d", "--json").stdout)
+    assert done["sessions"] == preview["sessions"]
+    assert done["bytes_removed"] == preview["bytes_removed"]
+    after = {info.id: info.payload_bytes for info in store.sessions()}
+    assert sum(before.values()) - sum(after.values()) == done["bytes_removed"]
+    assert [cp.id for cp in store.manager("idle")] == ["idle:6"]
+    assert [cp.id for cp in store.manager("mixed")] == ["mixed:7"]
+    assert [cp.id for cp in store.manager("pinned")] == ["pinned:2", "pinned:6"]
+    assert [cp.id for cp in store.manager("young")] == ["young:1"]
+    nothing = run("expire", "--older-than", "30d")
+    assert nothing.exit_code == 0
+    assert "no checkpoint older than 30d to remove" in nothing.stdout
+
+
+def test_vacuum_reports_the_size_before_and_after(store: CheckpointStore, run: Run) -> None:
+    mgr = store.manager("s", max_checkpoints=None, compress_after=None)
+    for i in range(200):
+        mgr.create("big", {"i": i, "text": "x" * 4000})
+    mgr.clear()
+    result = json.loads(run("vacuum", "--json").stdout)
+    assert result["database"] == store.where
+    assert result["bytes_before"] - result["bytes_after"] == result["bytes_freed"]
+    assert result["bytes_after"] > 0
+    if store.dialect == "sqlite":
+        # 800 kB of payload was freed; the rewritten file holds none of it.
+        assert result["bytes_freed"] > 700_000
+        assert Path(str(store.url.database)).stat().st_size == result["bytes_after"]
+    human = run("vacuum")
+    assert human.exit_code == 0, human.stderr
+    assert f"vacuumed {store.where}: " in human.stdout
+    assert " -> " in human.stdout
+
+
+def test_vacuum_of_a_missing_sqlite_file_fails_without_creating_it(tmp_path: Path) -> None:
+    path = tmp_path / "typo.db"
+    for args in (["vacuum"], ["expire", "--older-than", "1d"], ["pin", "s:1"]):
+        result = invoke("--db", str(path), *args)
+        assert result.exit_code == 1, args
+        assert "no database at" in one_error_line(result)
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("count", "shown"),
+    [
+        (0, "0 B"),
+        (999, "999 B"),
+        (1000, "1.0 kB"),
+        (1234, "1.2 kB"),
+        (999_949, "999.9 kB"),
+        (999_950, "1.0 MB"),
+        (1_234_567, "1.2 MB"),
+        (5 * 10**9, "5.0 GB"),
+        (3 * 10**15, "3000.0 TB"),
+    ],
+)
+def test_sizes_are_shown_in_decimal_units(count: int, shown: str) -> None:
+    assert cli._size(count) == shown
 
 
 # -- stats ------------------------------------------------------------------------------------
@@ -406,10 +634,12 @@ def test_stats_summarises_a_session_with_a_chart(store: CheckpointStore, run: Ru
     assert list(summary["names"]) == ["tool", "think", "plan"]  # most common first
     assert summary["duration_seconds"] == 5 * 3600
     assert summary["per_minute"] == pytest.approx(6 / 300)
+    assert summary["payload_bytes"] == sum(stored_size({"i": i}) for i in range(1, 7))
     assert sum(row["count"] for row in summary["timeline"]) == 6
     text = run("stats", "s")
     assert text.exit_code == 0
     assert "6 live, 3 distinct names" in text.stdout
+    assert f"size         {summary['payload_bytes']} B of data and metadata JSON" in text.stdout
     assert "(5.0 h)" in text.stdout
     assert "1.2 per hour" in text.stdout
     chart = text.stdout.split("checkpoints over time")[1].splitlines()[1:]
@@ -426,6 +656,8 @@ def test_stats_without_a_session_covers_every_session(store: CheckpointStore, ru
     assert summary["total_count"] == 7
     assert summary["names"]["plan"] == 2
     assert summary["duration_seconds"] == 24 * 3600
+    assert summary["payload_bytes"] == sum(info.payload_bytes for info in store.sessions())
+    assert summary["payload_bytes"] == sum(stored_size({"i": i}) for i in (1, 2, 3, 4, 5, 6, 1))
     text = run("stats").stdout
     assert "2 sessions" in text
     assert "2026-01-01 00:00" in text  # a span of a day or more shows dates
@@ -433,7 +665,9 @@ def test_stats_without_a_session_covers_every_session(store: CheckpointStore, ru
 
 def test_stats_of_an_empty_store_prints_zero(store: CheckpointStore, run: Run) -> None:
     assert "0 live" in run("stats").stdout
-    assert json.loads(run("stats", "--json").stdout)["timeline"] == []
+    empty = json.loads(run("stats", "--json").stdout)
+    assert empty["timeline"] == []
+    assert empty["payload_bytes"] == 0
 
 
 # -- progress ------------------------------------------------------------------------------------
@@ -580,20 +814,20 @@ def test_sql_cannot_change_a_postgresql_database(postgres_url: str, statement: s
     with CheckpointStore(postgres_url) as store:
         seed(store, "s", HOURLY)
         snapshot = "SELECT session_id, seq, name, data::text FROM checkpoints ORDER BY seq"
-        before = run_read_only(store, snapshot)
-        result = invoke("--db", postgres_url, "sql", statement)
-        assert result.exit_code == 1, result.stdout
-        one_error_line(result)
-        assert run_read_only(store, snapshot) == before
         tables = (
             "SELECT table_name FROM information_schema.tables "
             "WHERE table_schema = current_schema() ORDER BY 1"
         )
-        assert [row[0] for row in run_read_only(store, tables)[1]] == [
-            "alembic_version",
-            "checkpoints",
-            "sessions",
-        ]
+        before = run_read_only(store, snapshot)
+        tables_before = run_read_only(store, tables)
+        assert {"alembic_version", "checkpoints", "sessions"} <= {
+            row[0] for row in tables_before[1]
+        }
+        result = invoke("--db", postgres_url, "sql", statement)
+        assert result.exit_code == 1, result.stdout
+        one_error_line(result)
+        assert run_read_only(store, snapshot) == before
+        assert run_read_only(store, tables) == tables_before  # nothing created or dropped
         assert len(store.manager("s")) == 6
 
 

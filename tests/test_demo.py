@@ -75,6 +75,10 @@ def test_demo_killed_in_a_step_resumes_and_does_every_step_once(
     resumed = run_demo(cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "was interrupted" in resumed.stdout
+    if crash_at == 1:
+        assert "and starts at step 1: it records no step as done." in resumed.stdout
+    else:
+        assert f"and skips the {crash_at - 1} steps it records as done." in resumed.stdout
     skipped = [(int(n), int(run)) for n, run in SKIPPED_LINE.findall(resumed.stdout)]
     assert skipped == [(n, 1) for n in range(1, crash_at)]
     done = DONE_LINE.findall(resumed.stdout)
@@ -177,6 +181,23 @@ def test_demo_takes_db_and_session_and_says_how_to_rerun(tmp_path: Path) -> None
     assert resumed.returncode == 0
     assert "sqlite3 elsewhere/agent.db` and paste" in resumed.stdout
     assert "WHERE session_id = 's-1'" in printed_query(resumed.stdout)
+
+
+def test_demo_words_agree_with_a_count_of_one(tmp_path: Path) -> None:
+    database = str(tmp_path / "checkpoints.db")
+    assert run_demo("--crash-at", "2", cwd=tmp_path).returncode == -signal.SIGKILL
+    resumed = CliRunner().invoke(cli.cli, ["--db", database, "demo", "--pace", "0"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "and skips the 1 step it records as done." in resumed.stdout
+    assert "1 steps" not in resumed.stdout
+    # A run killed in step 1 leaves one checkpoint ("started") for --restart to delete.
+    crashed = run_demo("--session", "other", "--crash-at", "1", cwd=tmp_path)
+    assert crashed.returncode == -signal.SIGKILL
+    restarted = CliRunner().invoke(
+        cli.cli, ["--db", database, "demo", "--session", "other", "--restart", "--pace", "0"]
+    )
+    assert restarted.exit_code == 0, restarted.output
+    assert 'Deleted session "other" (1 checkpoint) to start over.' in restarted.stdout
 
 
 @pytest.mark.parametrize("crash_at", ["0", str(len(demo.STEPS) + 1), "x"])

@@ -177,6 +177,25 @@ def _identifier(ctx: click.Context, param: click.Parameter, value: str | None) -
         raise click.BadParameter(str(exc)) from None
 
 
+def _relative(text: str) -> timedelta | None:
+    """A span written as a number and a unit (30s, 10m, 2h, 7d, 1w), or None if it is not one.
+
+    Raises:
+        click.BadParameter: the span is longer than a datetime can reach.
+    """
+    relative = _RELATIVE_TIME.match(text)
+    if relative is None:
+        return None
+    amount, unit = int(relative.group(1)), relative.group(2)
+    try:
+        span = timedelta(**{_TIME_UNITS[unit]: amount})
+    except OverflowError:
+        span = None
+    if span is None or span > datetime.now(UTC) - _EARLIEST:
+        raise click.BadParameter(f"{text!r} reaches too far back")
+    return span
+
+
 def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
     """An instant: ISO 8601 with an offset, or a relative time before now (10m, 2h, 7d).
 
@@ -185,13 +204,9 @@ def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> date
     if value is None:
         return None
     text = value.strip()
-    relative = _RELATIVE_TIME.match(text)
-    if relative:
-        amount, unit = int(relative.group(1)), relative.group(2)
-        try:
-            return datetime.now(UTC) - timedelta(**{_TIME_UNITS[unit]: amount})
-        except OverflowError:
-            raise click.BadParameter(f"{text!r} reaches too far back") from None
+    span = _relative(text)
+    if span is not None:
+        return datetime.now(UTC) - span
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
@@ -205,6 +220,35 @@ def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> date
             "or give a relative time such as 2h"
         )
     return parsed
+
+
+def _age(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
+    """An age: a number and a unit, as --since takes them (30s, 10m, 2h, 7d, 1w)."""
+    if value is None:
+        return None
+    text = value.strip()
+    span = _relative(text)
+    if span is None:
+        raise click.BadParameter(
+            f"{text!r} is not an age: give a number and a unit, such as 30s, 10m, 2h, 7d or 1w"
+        )
+    return span
+
+
+def _split_id(text: str) -> tuple[str, int]:
+    """``(session_id, seq)`` of an id given on the command line; bad usage if malformed."""
+    parsed = parse_id(text)
+    if parsed is None:
+        raise click.BadParameter(
+            f"{text!r} is not a checkpoint id: ids are SESSION:SEQ, such as demo:3",
+            param_hint="ID",
+        )
+    return parsed
+
+
+def _checkpoint_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    _split_id(value)  # refused while parsing, before the database is opened
+    return value
 
 
 def _examples(*lines: str) -> Callable[[F], F]:
@@ -223,6 +267,10 @@ def _session_argument(function: F) -> F:
     return click.argument("session_id", metavar="SESSION", callback=_identifier)(function)
 
 
+def _checkpoint_argument(function: F) -> F:
+    return click.argument("checkpoint_id", metavar="ID", callback=_checkpoint_id)(function)
+
+
 def _json_option(function: F) -> F:
     return click.option(
         "--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table."
@@ -235,6 +283,33 @@ def _json_option(function: F) -> F:
 def _iso(moment: datetime) -> str:
     """A time for tables: UTC to the second, in ISO 8601 (paste it into --since)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _size(count: int) -> str:
+    """Bytes in decimal units for people: 512 B, 1.2 kB, 34.5 MB (--json gives the exact number)."""
+    if count < 1000:
+        return f"{count} B"
+    value = float(count)
+    for unit in ("kB", "MB", "GB", "TB"):
+        value /= 1000
+        # 999.96 kB would print as "1000.0 kB": move up a unit before rounding does.
+        if value < 999.95 or unit == "TB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 checkpoint``, ``2 checkpoints``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _age_text(span: timedelta) -> str:
+    """An age as --older-than takes it, in its largest whole unit: 30d, 36h, 90s."""
+    seconds = int(span.total_seconds())
+    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % length == 0:
+            return f"{seconds // length}{unit}"
+    return f"{seconds}s"
 
 
 def _json_default(value: Any) -> Any:
@@ -378,7 +453,11 @@ def _require_session(store: CheckpointStore, session_id: str) -> SessionInfo:
     "checkpointdb --db agent.db sessions --json",
 )
 def sessions_command(env: _Env, as_json: bool) -> None:
-    """List every session: live checkpoints, last seq, first and last write."""
+    """List every session: live checkpoints, last seq, payload size, first and last write.
+
+    SIZE is the UTF-8 size of the live checkpoints' data and metadata JSON
+    (--json: payload_bytes, exact).
+    """
     store = env.open_store()
     sessions = store.sessions()
     if as_json:
@@ -388,6 +467,7 @@ def sessions_command(env: _Env, as_json: bool) -> None:
                     "session_id": info.id,
                     "checkpoint_count": info.checkpoint_count,
                     "last_seq": info.last_seq,
+                    "payload_bytes": info.payload_bytes,
                     "created_at": info.created_at,
                     "updated_at": info.updated_at,
                 }
@@ -399,18 +479,19 @@ def sessions_command(env: _Env, as_json: bool) -> None:
         click.echo(f"no sessions in {store.where}")
         return
     _print_table(
-        ["SESSION", "CHECKPOINTS", "LAST SEQ", "FIRST (UTC)", "LAST (UTC)"],
+        ["SESSION", "CHECKPOINTS", "LAST SEQ", "SIZE", "FIRST (UTC)", "LAST (UTC)"],
         (
             [
                 info.id,
                 str(info.checkpoint_count),
                 str(info.last_seq),
+                _size(info.payload_bytes),
                 _iso(info.created_at),
                 _iso(info.updated_at),
             ]
             for info in sessions
         ),
-        right=(1, 2),
+        right=(1, 2, 3),
     )
 
 
@@ -448,11 +529,11 @@ def list_command(
     limit: int,
     as_json: bool,
 ) -> None:
-    """List a session's checkpoints, newest first.
+    """List a session's checkpoints, newest first; PINNED marks those retention keeps.
 
     Times are ISO 8601 with an offset (2026-11-26T18:00:00Z, ...+02:00) or
-    relative to now (30s, 10m, 2h, 7d, 1w). --json prints the seed's export
-    format (id, name, timestamp, data, metadata).
+    relative to now (30s, 10m, 2h, 7d, 1w). --json prints the export format
+    (id, name, timestamp, data, metadata) with "pinned" on every entry.
     """
     if since is not None and until is not None and since > until:
         raise click.UsageError(f"--since {since.isoformat()} is after --until {until.isoformat()}")
@@ -472,13 +553,16 @@ def list_command(
     more = wanted is not None and len(checkpoints) == wanted
     checkpoints = checkpoints[:limit] if more else checkpoints
     if as_json:
-        _emit_json([cp.to_dict() for cp in checkpoints])
+        _emit_json([_checkpoint_json(cp) for cp in checkpoints])
     elif not checkpoints:
         click.echo(f"no matching checkpoints in session {session_id!r}")
     else:
         _print_table(
-            ["ID", "NAME", "CREATED (UTC)", "DATA"],
-            ([cp.id, cp.name, _iso(cp.timestamp), _cell(cp.data)] for cp in checkpoints),
+            ["ID", "NAME", "CREATED (UTC)", "PINNED", "DATA"],
+            (
+                [cp.id, cp.name, _iso(cp.timestamp), _yes_no(cp.pinned), _cell(cp.data)]
+                for cp in checkpoints
+            ),
         )
     if more:
         filtered = name is not None or since is not None or until is not None
@@ -486,20 +570,50 @@ def list_command(
         _note(f"(showing the {limit} newest; --limit 0 lists all{total})")
 
 
+def _yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _checkpoint_json(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The export format with "pinned" always present, so scripts need not default it.
+
+    ``import`` reads it back unchanged (it takes "pinned" as true or false).
+    """
+    return {**checkpoint.to_dict(), "pinned": checkpoint.pinned}
+
+
 def _print_checkpoint(checkpoint: Checkpoint, as_json: bool) -> None:
     if as_json:
-        _emit_json(checkpoint.to_dict())
+        _emit_json(_checkpoint_json(checkpoint))
         return
     click.echo(f"id        {checkpoint.id}")
     click.echo(f"name      {checkpoint.name}")
     click.echo(f"created   {checkpoint.timestamp.isoformat()}")
+    click.echo(f"pinned    {_yes_no(checkpoint.pinned)}")
     click.echo(f"metadata  {json.dumps(checkpoint.metadata, ensure_ascii=False)}")
     click.echo("data")
     click.echo(textwrap.indent(json.dumps(checkpoint.data, indent=2, ensure_ascii=False), "  "))
 
 
+def _missing_checkpoint(store: CheckpointStore, checkpoint_id: str) -> NotFoundError:
+    """The error for an id with no checkpoint: whether it never existed or is gone."""
+    session_id, seq = _split_id(checkpoint_id)
+    info = _require_session(store, session_id)
+    why = "never existed" if seq > info.last_seq else "was compacted or deleted"
+    return NotFoundError(f"no checkpoint {checkpoint_id} in {store.where}: it {why}")
+
+
+def _require_checkpoint(store: CheckpointStore, checkpoint_id: str) -> Checkpoint:
+    session_id, _ = _split_id(checkpoint_id)
+    _require_session(store, session_id)
+    checkpoint = store.manager(session_id).get(checkpoint_id)
+    if checkpoint is None:
+        raise _missing_checkpoint(store, checkpoint_id)
+    return checkpoint
+
+
 @cli.command("show")
-@click.argument("checkpoint_id", metavar="ID")
+@_checkpoint_argument
 @_json_option
 @click.pass_obj
 @_examples(
@@ -507,24 +621,11 @@ def _print_checkpoint(checkpoint: Checkpoint, as_json: bool) -> None:
     "checkpointdb show demo:3 --json | jq .data",
 )
 def show_command(env: _Env, checkpoint_id: str, as_json: bool) -> None:
-    """Show one checkpoint: its name, time, metadata and data.
+    """Show one checkpoint: its name, time, whether it is pinned, metadata and data.
 
     ID is SESSION:SEQ, as `list` prints it.
     """
-    parsed = parse_id(checkpoint_id)
-    if parsed is None:
-        raise click.BadParameter(
-            f"{checkpoint_id!r} is not a checkpoint id: ids are SESSION:SEQ, such as demo:3",
-            param_hint="ID",
-        )
-    session_id, seq = parsed
-    store = env.open_store()
-    info = _require_session(store, session_id)
-    checkpoint = store.manager(session_id).get(checkpoint_id)
-    if checkpoint is None:
-        why = "never existed" if seq > info.last_seq else "was compacted or deleted"
-        raise NotFoundError(f"no checkpoint {checkpoint_id} in {store.where}: it {why}")
-    _print_checkpoint(checkpoint, as_json)
+    _print_checkpoint(_require_checkpoint(env.open_store(), checkpoint_id), as_json)
 
 
 @cli.command("latest")
@@ -550,7 +651,59 @@ def latest_command(env: _Env, session_id: str, name: str | None, as_json: bool) 
     _print_checkpoint(checkpoint, as_json)
 
 
-# -- export, import, compact ----------------------------------------------------------------------
+# -- pin, unpin -----------------------------------------------------------------------------------
+
+
+def _set_pinned(env: _Env, checkpoint_id: str, pinned: bool, as_json: bool) -> None:
+    store = env.open_store()
+    before = _require_checkpoint(store, checkpoint_id)
+    mgr = store.manager(before.session_id)
+    changed = mgr.pin(checkpoint_id) if pinned else mgr.unpin(checkpoint_id)
+    if not changed:  # deleted between the read and the write
+        raise _missing_checkpoint(store, checkpoint_id)
+    if as_json:
+        _emit_json({"id": checkpoint_id, "pinned": pinned, "changed": before.pinned != pinned})
+    elif before.pinned == pinned:
+        click.echo(f"{checkpoint_id} was already {'pinned' if pinned else 'not pinned'}")
+    elif pinned:
+        click.echo(f"pinned {checkpoint_id}: compaction, max_checkpoints and expire keep it")
+    else:
+        click.echo(f"unpinned {checkpoint_id}: retention may remove it again")
+
+
+@cli.command("pin")
+@_checkpoint_argument
+@_json_option
+@click.pass_obj
+@_examples(
+    "checkpointdb pin demo:3",
+    "checkpointdb pin agent-7:120 --json",
+)
+def pin_command(env: _Env, checkpoint_id: str, as_json: bool) -> None:
+    """Pin a checkpoint: compaction, the max_checkpoints cap and expire never remove it.
+
+    Pinned checkpoints do not count toward the cap. Pinning a pinned
+    checkpoint changes nothing. An unknown id exits 1.
+    """
+    _set_pinned(env, checkpoint_id, True, as_json)
+
+
+@cli.command("unpin")
+@_checkpoint_argument
+@_json_option
+@click.pass_obj
+@_examples(
+    "checkpointdb unpin demo:3",
+)
+def unpin_command(env: _Env, checkpoint_id: str, as_json: bool) -> None:
+    """Unpin a checkpoint, so retention may remove it again like any other.
+
+    Unpinning a checkpoint that is not pinned changes nothing. An unknown id exits 1.
+    """
+    _set_pinned(env, checkpoint_id, False, as_json)
+
+
+# -- export, import, compact, expire, vacuum ------------------------------------------------------
 
 
 def _write_export(mgr: CheckpointManager, total: int, write: Callable[[str], Any]) -> int:
@@ -627,7 +780,7 @@ def export_command(env: _Env, session_id: str, output: Path | None) -> None:
     count = _write_file_atomically(
         output, lambda handle: _write_export(mgr, info.checkpoint_count, handle.write)
     )
-    _note(f"exported {count} checkpoints of session {session_id!r} to {output}")
+    _note(f"exported {_count(count, 'checkpoint')} of session {session_id!r} to {output}")
 
 
 @cli.command("import")
@@ -671,7 +824,7 @@ def import_command(env: _Env, session_id: str, file: TextIO, as_json: bool) -> N
         )
         return
     click.echo(
-        f"imported {count} checkpoints into session {session_id!r} in "
+        f"imported {_count(count, 'checkpoint')} into session {session_id!r} in "
         f"{time.monotonic() - started:.1f} s; it now has {info.checkpoint_count} "
         f"(newest id {session_id}:{info.last_seq})"
     )
@@ -684,9 +837,35 @@ def _shorten(ids: Sequence[str], keep: int = 6) -> str:
     return ", ".join([*ids[:half], "…", *ids[-half:]])
 
 
+# Why compaction keeps a checkpoint, as CompactionReport.kept names the reasons.
+_KEEP_REASONS = {
+    "first": "the first",
+    "pinned": "pinned",
+    "recent": "among the newest {keep_recent}",
+    "too_recent": "younger than {older_than}",
+    "newest_of_name": "the newest of their name",
+}
+
+
+def _kept_text(kept: dict[str, int], keep_recent: int, older_than: str) -> str:
+    """``1 the first, 3 the newest of their name, 5 among the newest 5``."""
+    return ", ".join(
+        f"{count} "
+        + _KEEP_REASONS.get(reason, reason).format(keep_recent=keep_recent, older_than=older_than)
+        for reason, count in kept.items()
+    )
+
+
+def _vacuum_hint(env: _Env) -> str:
+    return (
+        "(the database reuses the freed space for new checkpoints; "
+        f"`checkpointdb{env.db_flag()} vacuum` gives it back to the file system)"
+    )
+
+
 @cli.command("compact")
 @_session_argument
-@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed; change nothing.")
 @click.option(
     "--keep-recent",
     type=click.IntRange(min=0),
@@ -694,48 +873,171 @@ def _shorten(ids: Sequence[str], keep: int = 6) -> str:
     show_default=True,
     help="How many of the newest checkpoints to keep whatever their names.",
 )
+@click.option(
+    "--older-than",
+    metavar="AGE",
+    callback=_age,
+    help="Only remove checkpoints older than AGE (30s, 10m, 2h, 7d, 1w).",
+)
 @_json_option
 @click.pass_obj
 @_examples(
     "checkpointdb compact agent-7 --dry-run",
-    "checkpointdb compact agent-7 --keep-recent 5",
+    "checkpointdb compact agent-7 --keep-recent 5 --older-than 7d",
 )
 def compact_command(
-    env: _Env, session_id: str, dry_run: bool, keep_recent: int, as_json: bool
+    env: _Env,
+    session_id: str,
+    dry_run: bool,
+    keep_recent: int,
+    older_than: timedelta | None,
+    as_json: bool,
 ) -> None:
-    """Run the compaction policy on a session now.
+    """Run the compaction policy on a session now, and say why the rest is kept.
 
-    Keeps the first checkpoint, the newest --keep-recent, and the newest of
-    each name among the others; removes the rest in one transaction.
+    Keeps the first checkpoint, the newest --keep-recent, the newest of each
+    name among the others, every pinned checkpoint and, with --older-than,
+    every checkpoint younger than AGE; removes the rest in one transaction.
+    Sizes are the removed checkpoints' data and metadata JSON (--json:
+    bytes_removed, exact). --dry-run runs the same statements and rolls them
+    back, so its report is exactly what a real run would do.
     """
     store = env.open_store()
     info = _require_session(store, session_id)
     mgr = store.manager(session_id, keep_recent=keep_recent)
     if not dry_run and _progress_wanted(info.checkpoint_count, PROGRESS_MIN_ROWS):
         _note(f"Compacting {info.checkpoint_count} checkpoints (one transaction)…")
-    report = mgr.compact(keep_recent=keep_recent, dry_run=dry_run)
+    report = mgr.compact(keep_recent=keep_recent, older_than=older_than, dry_run=dry_run)
     if as_json:
         _emit_json(
             {
                 "session_id": session_id,
                 "dry_run": report.dry_run,
+                "keep_recent": keep_recent,
+                "older_than_seconds": None if older_than is None else older_than.total_seconds(),
+                "rows_removed": report.rows_removed,
+                "bytes_removed": report.bytes_removed,
                 "removed": report.removed,
                 "remaining": report.remaining,
+                "kept": report.kept,
             }
         )
         return
-    count = len(report.removed)
+    count, size = report.rows_removed, _size(report.bytes_removed)
     if dry_run:
         click.echo(
             f"dry run: compacting session {session_id!r} would remove {count} of "
-            f"{count + report.remaining} checkpoints and keep {report.remaining}"
+            f"{_count(count + report.remaining, 'checkpoint')} ({size} of JSON) "
+            f"and keep {report.remaining}"
         )
     else:
         click.echo(
-            f"removed {count} checkpoints from session {session_id!r}; {report.remaining} remain"
+            f"removed {_count(count, 'checkpoint')} ({size} of JSON) from session {session_id!r}; "
+            f"{report.remaining} remain"
         )
     if report.removed:
         click.echo(f"{'would remove' if dry_run else 'removed'}: {_shorten(report.removed)}")
+    age = "" if older_than is None else _age_text(older_than)
+    if report.kept:
+        click.echo(f"kept: {_kept_text(report.kept, keep_recent, age)}")
+    if report.removed and not dry_run:
+        click.echo(_vacuum_hint(env))
+
+
+@cli.command("expire")
+@click.option(
+    "--older-than",
+    metavar="AGE",
+    required=True,
+    callback=_age,
+    help="Remove checkpoints older than AGE (30s, 10m, 2h, 7d, 1w).",
+)
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed; change nothing.")
+@_json_option
+@click.pass_obj
+@_examples(
+    "checkpointdb expire --older-than 30d --dry-run",
+    "checkpointdb expire --older-than 2w --json",
+)
+def expire_command(env: _Env, older_than: timedelta, dry_run: bool, as_json: bool) -> None:
+    """Remove checkpoints older than AGE from every session.
+
+    Pinned checkpoints stay, and so does each session's newest checkpoint,
+    so an idle agent can still resume. One transaction per session. The size
+    is the removed checkpoints' data and metadata JSON (--json: bytes_removed,
+    exact).
+    """
+    store = env.open_store()
+    report = store.expire(older_than, dry_run=dry_run)
+    if as_json:
+        _emit_json(
+            {
+                "dry_run": report.dry_run,
+                "older_than_seconds": older_than.total_seconds(),
+                "rows_removed": report.rows_removed,
+                "bytes_removed": report.bytes_removed,
+                "sessions": {
+                    session_id: {"rows_removed": len(ids), "removed": ids}
+                    for session_id, ids in report.removed.items()
+                },
+            }
+        )
+        return
+    age = _age_text(older_than)
+    if not report.removed:
+        click.echo(f"no checkpoint older than {age} to remove in {store.where}")
+        return
+    sessions = _count(len(report.removed), "session")
+    rows = f"{_count(report.rows_removed, 'checkpoint')} ({_size(report.bytes_removed)} of JSON)"
+    if dry_run:
+        click.echo(f"dry run: expiring would remove {rows} older than {age} from {sessions}")
+    else:
+        click.echo(f"removed {rows} older than {age} from {sessions}")
+    _print_table(
+        ["SESSION", "REMOVED", "IDS"],
+        (
+            [session_id, str(len(ids)), _shorten(ids, keep=4)]
+            for session_id, ids in report.removed.items()
+        ),
+        right=(1,),
+    )
+    if not dry_run:
+        click.echo(_vacuum_hint(env))
+
+
+@cli.command("vacuum")
+@_json_option
+@click.pass_obj
+@_examples(
+    "checkpointdb vacuum",
+    "checkpointdb --db agent.db vacuum --json",
+)
+def vacuum_command(env: _Env, as_json: bool) -> None:
+    """Give the space of removed checkpoints back to the file system.
+
+    On SQLite this rewrites the file (VACUUM): run it when agents are idle,
+    it holds the write lock meanwhile and needs free disk space about the
+    size of the file. On PostgreSQL it runs VACUUM ANALYZE on the store's
+    tables. Prints the size before and after (SQLite: the database file;
+    PostgreSQL: the tables with their indexes).
+    """
+    store = env.open_store()
+    report = store.vacuum()
+    freed = report.bytes_before - report.bytes_after
+    if as_json:
+        _emit_json(
+            {
+                "database": store.where,
+                "bytes_before": report.bytes_before,
+                "bytes_after": report.bytes_after,
+                "bytes_freed": freed,
+            }
+        )
+        return
+    click.echo(
+        f"vacuumed {store.where}: {_size(report.bytes_before)} -> {_size(report.bytes_after)} "
+        f"({_size(max(freed, 0))} given back)"  # VACUUM's maps can grow PostgreSQL's
+    )
 
 
 # -- stats ------------------------------------------------------------------------------------
@@ -819,15 +1121,17 @@ def _gather(
     "checkpointdb stats --json",
 )
 def stats_command(env: _Env, session_id: str | None, as_json: bool) -> None:
-    """Summarise a session (or every session): counts per name, span, rate, a chart.
+    """Summarise a session (or every session): counts per name, size, span, rate, a chart.
 
-    The chart shows how many checkpoints were written in each slice of time
-    between the first and the last (UTC).
+    The size is the live checkpoints' data and metadata JSON (--json:
+    payload_bytes, exact). The chart shows how many checkpoints were written
+    in each slice of time between the first and the last (UTC).
     """
     store = env.open_store()
     sessions = [_require_session(store, session_id)] if session_id else store.sessions()
     names, times = _gather(store, sessions)
     total = sum(names.values())
+    payload_bytes = sum(info.payload_bytes for info in sessions)
     first, last = (min(times), max(times)) if times else (None, None)
     seconds = (last - first).total_seconds() if first and last else 0.0
     timeline = _timeline(times)
@@ -839,6 +1143,7 @@ def stats_command(env: _Env, session_id: str | None, as_json: bool) -> None:
                 "total_count": total,
                 "unique_names": len(names),
                 "names": dict(names.most_common()),
+                "payload_bytes": payload_bytes,
                 "first": first,
                 "last": last,
                 "duration_seconds": seconds,
@@ -849,10 +1154,10 @@ def stats_command(env: _Env, session_id: str | None, as_json: bool) -> None:
             }
         )
         return
-    plural = "" if len(sessions) == 1 else "s"
-    scope = f"session {session_id!r}" if session_id else f"{len(sessions)} session{plural}"
+    scope = f"session {session_id!r}" if session_id else _count(len(sessions), "session")
     click.echo(f"{scope} in {store.where}")
-    click.echo(f"  checkpoints  {total} live, {len(names)} distinct names")
+    click.echo(f"  checkpoints  {total} live, {_count(len(names), 'distinct name')}")
+    click.echo(f"  size         {_size(payload_bytes)} of data and metadata JSON")
     if first is None or last is None:
         return
     click.echo(f"  span         {_iso(first)} .. {_iso(last)} ({_duration(seconds)})")
@@ -903,7 +1208,7 @@ def sql_command(env: _Env, query: str, as_json: bool) -> None:
         if rows and all(isinstance(row[index], int | float | Decimal) for row in rows)
     }
     _print_table(columns, ([_cell(value) for value in row] for row in rows), right=numeric)
-    click.echo(f"({len(rows)} row{'' if len(rows) == 1 else 's'})")
+    click.echo(f"({_count(len(rows), 'row')})")
 
 
 # -- db ----------------------------------------------------------------------------------------

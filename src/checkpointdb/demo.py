@@ -210,7 +210,8 @@ def run(
     echo = click.echo
     if restart and store.session(session_id) is not None:
         removed = store.delete_session(session_id)
-        echo(f'Deleted session "{session_id}" ({removed} checkpoints) to start over.\n')
+        deleted = f"{removed} checkpoint{'' if removed == 1 else 's'}"
+        echo(f'Deleted session "{session_id}" ({deleted}) to start over.\n')
     mgr = store.manager(session_id, max_checkpoints=None, compress_after=None)
     latest = mgr.get_latest()
     state = new_state() if latest is None else _load_state(latest)
@@ -236,10 +237,17 @@ def run(
     if latest is None:
         echo(f'Session "{session_id}" is new: run {run_number} starts at step 1.')
     else:
+        done_count = len(state["done"])
+        steps = f"{done_count} step{'' if done_count == 1 else 's'}"
+        skips = (
+            f"and skips the {steps} it records as done"
+            if done_count
+            else "and starts at step 1: it records no step as done"
+        )
         echo(
             f'Session "{session_id}" was interrupted. Run {run_number} resumes from its latest '
             f'checkpoint,\n{latest.id} "{latest.name}" (saved {_ago(latest.timestamp)}), '
-            f"and skips the {len(state['done'])} steps it records as done."
+            f"{skips}."
         )
     _save(mgr, "started" if latest is None else "resumed", state, step=len(state["done"]))
     done = {entry["step"]: entry["run"] for entry in state["done"]}
