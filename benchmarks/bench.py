@@ -263,12 +263,12 @@ def fresh(path: Path) -> Path:
 
 
 def schema_ddl(path: Path) -> list[str]:
-    """Our tables and indexes, as the store created them (Alembic's table left out)."""
+    """Our tables and indexes, as the store created them (Alembic's table and views left out)."""
     conn = sqlite3.connect(path)
     try:
         rows = conn.execute(
-            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name != 'alembic_version' "
-            "ORDER BY type = 'index', rowid"
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND type IN ('table', 'index') "
+            "AND name != 'alembic_version' ORDER BY type = 'index', rowid"
         ).fetchall()
     finally:
         conn.close()
@@ -962,10 +962,10 @@ class Bench:
         body = (
             f"A {rows:,}-row session (4 names cycling, keep_recent={KEEP_RECENT}); "
             f"{remaining} rows stay. Median of {self.sizes['compact_reps']} runs, each on a "
-            "fresh copy of the session. The dry run only finds the rows; raw sqlite3 finds the "
-            "bounds, deletes the same rows in one DELETE and updates the counter row, in one "
-            "transaction. Both run with the SQLite library's default secure_delete "
-            f"(here {secure_delete_default()})."
+            "fresh copy of the session. The dry run reports what would go and deletes nothing; "
+            "raw sqlite3 finds the bounds, deletes the same rows in one DELETE and updates the "
+            "counter row, in one transaction. Both run with the SQLite library's default "
+            f"secure_delete (here {secure_delete_default()})."
         )
         self.report.add(
             f"Compacting a {rows:,}-row session",
