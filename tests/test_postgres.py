@@ -528,6 +528,7 @@ def test_json_columns_are_jsonb_and_times_timestamptz(postgres_url: str) -> None
             conn.execute(
                 "SELECT table_name || '.' || column_name, data_type "
                 "FROM information_schema.columns WHERE table_schema = current_schema() "
+                "AND table_name IN ('sessions', 'checkpoints') "
                 "AND column_name IN ('data', 'metadata', 'created_at', 'updated_at')"
             ).fetchall()
         )

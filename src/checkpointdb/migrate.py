@@ -114,6 +114,10 @@ def locked_connection(db: Database, repository: Repository) -> Iterator[Connecti
         dbapi: Any = connection.connection.dbapi_connection
         if db.is_sqlite:
             repository.set_foreign_keys(dbapi, enabled=False)
+            # Batch mode ends a rebuild by renaming the new table into place;
+            # SQLite's modern RENAME re-checks every view first, and a view of
+            # the table being rebuilt fails ("no such table"), so it is refused.
+            dbapi.execute("PRAGMA legacy_alter_table = ON")
             connection = connection.execution_options(sqlite_immediate=True)
         try:
             with connection.begin():
@@ -128,6 +132,7 @@ def locked_connection(db: Database, repository: Repository) -> Iterator[Connecti
                     )
         finally:
             if db.is_sqlite:
+                dbapi.execute("PRAGMA legacy_alter_table = OFF")
                 repository.set_foreign_keys(dbapi, enabled=True)
 
 
