@@ -1,0 +1,238 @@
+"""docs/SQL.md and README.md cannot rot: the schema they describe, what their SQL returns.
+
+A block is marked by the HTML comment on the line before it::
+
+    <!-- sql-example: latest-per-session sqlite postgresql -->
+
+naming the recipe and the backends it runs on. Its expected result is the
+first ```text block after it: a header of column names, a line of dashes,
+then one line per row, cells separated by ``|``. An empty cell is NULL; the
+cell ``<now>`` is a time within the last hour (the example's live session).
+The rows come from the example store that :func:`build_example` makes, which
+docs/SQL.md describes. The column tables under docs/SQL.md's "### `name`"
+headings and its index table are compared with the live schema.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect
+
+from checkpointdb import CheckpointStore
+from checkpointdb.engine import Database, resolve_url
+from checkpointdb.readonly import run_read_only
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SQL_DOC = REPO_ROOT / "docs" / "SQL.md"
+DOCUMENTS = [SQL_DOC, REPO_ROOT / "README.md"]
+BACKENDS = ("sqlite", "postgresql")
+# docs/SQL.md promises these recipes, each on both backends.
+PROMISED_RECIPES = {
+    "latest-per-session",
+    "per-name-per-hour",
+    "idle-sessions",
+    "biggest-payloads",
+    "json-field-filter",
+}
+
+FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
+MARKER = re.compile(r"<!--\s*sql-example:\s*([\w-]+)((?:\s+\w+)+)\s*-->\s*$")
+NOW = "<now>"
+SECTION = re.compile(r"^### `(\w+)`\n(.*?)(?=^#|\Z)", re.DOTALL | re.MULTILINE)
+FIRST_CELL = re.compile(r"^\| `(\w+)` \|", re.MULTILINE)
+
+# The example store: (session, name, timestamp, data, metadata), imported with
+# these timestamps; agent-3 is written live, so its times are <now>.
+EXAMPLE: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = [
+    (
+        "agent-1",
+        "task_started",
+        "2026-01-05T09:00:00+00:00",
+        {"goal": "write the report", "retries": 0},
+        {"run": "r1", "agent": {"role": "planner"}},
+    ),
+    (
+        "agent-1",
+        "tool_done",
+        "2026-01-05T09:20:00+00:00",
+        {"tool": "search", "retries": 1},
+        {"run": "r1", "agent": {"role": "coder"}},
+    ),
+    (
+        "agent-1",
+        "tool_done",
+        "2026-01-05T09:40:00+00:00",
+        {"tool": "fetch", "retries": 4},
+        {"run": "r1", "agent": {"role": "coder"}},
+    ),
+    (
+        "agent-1",
+        "tool_done",
+        "2026-01-05T10:10:00+00:00",
+        {"tool": "search", "retries": 0, "notes": "x" * 200},
+        {"run": "r1", "agent": {"role": "coder"}},
+    ),
+    (
+        "agent-2",
+        "task_started",
+        "2026-01-05T09:05:00+00:00",
+        {"goal": "triage the inbox", "retries": 0},
+        {"run": "r2", "agent": {"role": "planner"}},
+    ),
+    (
+        "agent-2",
+        "error",
+        "2026-01-05T10:30:00+00:00",
+        {"tool": "fetch", "retries": 5, "error": "timeout"},
+        {"run": "r2", "agent": {"role": "coder"}},
+    ),
+]
+LIVE = ("agent-3", "task_started", {"goal": "daily digest", "retries": 0}, {"run": "r3"})
+
+
+def build_example(store: CheckpointStore) -> None:
+    """The store every documented result comes from."""
+    for session in ("agent-1", "agent-2"):
+        entries = [
+            {"id": f"import:{i}", "name": name, "timestamp": ts, "data": data, "metadata": meta}
+            for i, (sid, name, ts, data, meta) in enumerate(EXAMPLE)
+            if sid == session
+        ]
+        store.manager(session).import_checkpoints(json.dumps(entries))
+    session, name, data, meta = LIVE
+    store.manager(session).create(name, data, meta)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One marked SQL block and the result printed for it."""
+
+    where: str
+    recipe: str
+    backends: tuple[str, ...]
+    sql: str
+    columns: list[str]
+    rows: list[list[str]]
+
+    def __str__(self) -> str:
+        return f"{self.where} {self.recipe}"
+
+
+def _parse_table(text: str, where: str) -> tuple[list[str], list[list[str]]]:
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) >= 2 and set(lines[1].strip()) <= {"-", "+", "|", " "}, (
+        f"{where}: the result block needs a header line and a line of dashes"
+    )
+    columns = [cell.strip() for cell in lines[0].split("|")]
+    rows = [[cell.strip() for cell in line.split("|")] for line in lines[2:]]
+    for row in rows:
+        assert len(row) == len(columns), f"{where}: row {row} does not have {len(columns)} cells"
+    return columns, rows
+
+
+def examples_in(document: Path) -> list[Example]:
+    """Every ```sql block of ``document``, with its marker and printed result."""
+    text = document.read_text(encoding="utf-8")
+    blocks = list(FENCE.finditer(text))
+    found = []
+    for index, block in enumerate(blocks):
+        if block.group(1) != "sql":
+            continue
+        line = text.count("\n", 0, block.start()) + 1
+        where = f"{document.name}:{line}"
+        before = text[: block.start()].rstrip().splitlines()
+        marker = MARKER.match(before[-1].strip()) if before else None
+        assert marker, f"{where}: a ```sql block needs <!-- sql-example: NAME BACKENDS --> above"
+        backends = tuple(marker.group(2).split())
+        assert backends and set(backends) <= set(BACKENDS), f"{where}: unknown backend {backends}"
+        result = next((b for b in blocks[index + 1 :] if b.group(1) == "text"), None)
+        assert result is not None, f"{where}: no ```text result block follows"
+        columns, rows = _parse_table(result.group(2), where)
+        found.append(Example(where, marker.group(1), backends, block.group(2), columns, rows))
+    return found
+
+
+ALL_EXAMPLES = [example for document in DOCUMENTS for example in examples_in(document)]
+
+
+def shown(value: Any) -> str:
+    """A cell as the result tables print it."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return str(value)
+
+
+def matches(actual: str, expected: str) -> bool:
+    if expected != NOW:
+        return actual == expected
+    try:
+        moment = datetime.fromisoformat(actual)
+    except ValueError:
+        return False
+    return timedelta(0) <= datetime.now(UTC) - moment < timedelta(hours=1)
+
+
+def test_docs_promise_every_recipe_on_both_backends() -> None:
+    recipes: dict[str, set[str]] = {}
+    for example in ALL_EXAMPLES:
+        recipes.setdefault(example.recipe, set()).update(example.backends)
+    assert set(recipes) >= PROMISED_RECIPES
+    for recipe, backends in recipes.items():
+        assert backends == set(BACKENDS), f"{recipe} runs only on {sorted(backends)}"
+
+
+@pytest.mark.parametrize(
+    ("backend", "example"),
+    [(backend, example) for example in ALL_EXAMPLES for backend in example.backends],
+    indirect=["backend"],
+    ids=str,
+)
+def test_documented_query_returns_the_documented_rows(
+    store: CheckpointStore, backend: str, example: Example
+) -> None:
+    build_example(store)
+    columns, rows = run_read_only(store, example.sql)
+    assert columns == example.columns, f"{example}: columns"
+    actual = [[shown(cell) for cell in row] for row in rows]
+    assert len(actual) == len(example.rows), f"{example}: {actual}"
+    for got, want in zip(actual, example.rows, strict=True):
+        assert all(matches(a, e) for a, e in zip(got, want, strict=True)), (
+            f"{example}: got {got}, documented {want}"
+        )
+
+
+def test_the_documented_schema_is_the_schema(backend_url: str) -> None:
+    text = SQL_DOC.read_text(encoding="utf-8")
+    documented = {m.group(1): FIRST_CELL.findall(m.group(2)) for m in SECTION.finditer(text)}
+    CheckpointStore(backend_url).close()
+    db = Database(resolve_url(backend_url))
+    try:
+        with db.connect() as connection:
+            inspector = inspect(connection)
+            tables = set(inspector.get_table_names()) - {"alembic_version"}
+            assert set(documented) == tables | set(inspector.get_view_names())
+            for name, columns in documented.items():
+                assert [c["name"] for c in inspector.get_columns(name)] == columns, name
+            indexes = {ix["name"] for table in tables for ix in inspector.get_indexes(table)}
+            constraints = {inspector.get_pk_constraint(table)["name"] for table in tables}
+            for table in tables:
+                constraints |= {fk["name"] for fk in inspector.get_foreign_keys(table)}
+                constraints |= {ck["name"] for ck in inspector.get_check_constraints(table)}
+    finally:
+        db.dispose()
+    index_table = text.split("### Constraints and indexes", 1)[1].split("\n#", 1)[0]
+    assert set(FIRST_CELL.findall(index_table)) == (indexes | constraints) - {None}
