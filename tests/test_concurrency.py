@@ -339,7 +339,7 @@ def flaky_store(sqlite_path: Path) -> Iterator[CheckpointStore]:
         def _flaky(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
             cparams["factory"] = FlakyConnection
 
-        engine.dispose()
+        store._db.close_idle()
         yield store
 
 
@@ -381,8 +381,8 @@ def test_a_connection_returned_mid_transaction_is_rolled_back_on_checkin(
     sqlite_path: Path,
 ) -> None:
     with CheckpointStore(sqlite_path) as store:
-        engine = store._db.engine
-        raw = engine.raw_connection()
+        database = store._db
+        raw = database.checkout()
         driver = raw.driver_connection
         assert driver is not None
         raw.cursor().execute("BEGIN IMMEDIATE")
@@ -390,14 +390,14 @@ def test_a_connection_returned_mid_transaction_is_rolled_back_on_checkin(
             "INSERT INTO sessions (id, created_at, updated_at, last_seq, checkpoint_count, "
             "metadata) VALUES ('ghost', 'x', 'x', 7, 0, '{}')"
         )
-        raw.close()  # back to the pool with the transaction still open
+        database.checkin(raw)  # handed back with the transaction still open
 
         assert not driver.in_transaction
-        again = engine.raw_connection()
+        again = database.checkout()
         try:
-            assert again.driver_connection is driver
+            assert again.driver_connection is driver  # the same connection, reused
         finally:
-            again.close()
+            database.checkin(again)
         assert store.session("ghost") is None
 
 

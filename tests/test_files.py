@@ -189,7 +189,7 @@ def test_full_database_raises_store_full_writes_nothing_and_resumes(sqlite_path:
 
         def reconnect_with(pages: int) -> None:
             cap["pages"] = pages
-            store._db.engine.dispose()
+            store._db.close_idle()
 
         with store._db.transaction() as cursor:
             cursor.execute("PRAGMA page_count")

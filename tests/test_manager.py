@@ -187,7 +187,7 @@ def test_compaction_keeps_first_recent_and_newest_of_each_name_in_one_delete(
         "connect",
         lambda dbapi, _record: dbapi.set_trace_callback(statements.append),
     )
-    store._db.engine.dispose()
+    store._db.close_idle()
     mgr = store.manager("s", max_checkpoints=None, compress_after=10, keep_recent=3)
     names = ["plan", "tool", "tool", "search", "tool", "plan", "tool", "tool", "tool", "tool"]
     for i, name in enumerate(names):

@@ -341,12 +341,11 @@ def test_an_abandoned_find_gives_its_connection_back(store: CheckpointStore) -> 
     mgr = store.manager("s")
     for i in range(3):
         mgr.create("n", {"i": i})
-    pool: Any = store._db.engine.pool
     found = mgr.find()
     assert next(found).id == "s:3"
-    assert pool.checkedout() == 1
+    assert store._db.in_use() == 1
     found.close()  # type: ignore[attr-defined]
-    assert pool.checkedout() == 0
+    assert store._db.in_use() == 0
     assert ids(mgr.find(limit=1)) == ["s:3"]
 
 

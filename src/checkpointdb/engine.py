@@ -22,14 +22,15 @@ import sys
 import threading
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from types import TracebackType
+from typing import Any, Literal, NoReturn, Protocol, cast
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, QueuePool
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 
 from .errors import (
     CheckpointDBError,
@@ -291,9 +292,15 @@ def _install_sqlite_hooks(engine: Engine, synchronous: str, busy_timeout: float)
     @event.listens_for(engine, "checkin")
     def _on_checkin(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         # A COMMIT that failed with "database is locked" leaves the transaction
-        # open; a pooled connection must never carry it to its next user.
+        # open; a connection must never carry it to its next user.
         if dbapi_connection is not None and dbapi_connection.in_transaction:
             dbapi_connection.rollback()
+
+
+# SQLite connections a Database keeps open between transactions (per store).
+# More threads than this at once still work: the extra connections are closed
+# after use instead of kept.
+_MAX_IDLE_SQLITE_CONNECTIONS = 8
 
 
 def create_sqlalchemy_engine(
@@ -306,7 +313,11 @@ def create_sqlalchemy_engine(
             url,
             echo=echo,
             paramstyle="named",
-            # Each thread checks a connection out; none is used by two at once.
+            # Database keeps its own short list of idle connections: reusing
+            # one costs a list pop, a pool checkout about 10 us (as much as
+            # the query it serves).
+            poolclass=NullPool,
+            # Each thread takes a connection; none is used by two at once.
             connect_args={"check_same_thread": False},
         )
         _install_sqlite_hooks(engine, synchronous, busy_timeout)
@@ -376,6 +387,9 @@ class Database:
             url, synchronous=sync, busy_timeout=self.busy_timeout, echo=echo
         )
         self._pid = os.getpid()
+        # SQLite: connections parked between transactions (LIFO), and those in use.
+        self._idle: list[PoolProxiedConnection] = []
+        self._busy: set[PoolProxiedConnection] = set()
         # Connections other threads were using when this process last forked.
         self._in_use_at_fork = 0
         if self.is_sqlite:
@@ -398,16 +412,37 @@ class Database:
                         )
                     # Forget the parent's connections without closing them:
                     # they belong to the parent process.
+                    self._idle = []
+                    self._busy = set()
                     self._engine.dispose(close=False)
                     self._pid = os.getpid()
         return self._engine
 
     def prepare_for_fork(self) -> None:
-        """Close the pooled connections no one is using and count those in use."""
+        """Close the connections no one is using and count those in use."""
         if not self._closed and self._pid == os.getpid():
-            pool = self._engine.pool
-            self._in_use_at_fork = pool.checkedout() if isinstance(pool, QueuePool) else 0
-            self._engine.dispose()
+            self._in_use_at_fork = len(self._busy)
+            self.close_idle()
+
+    def close_idle(self) -> None:
+        """Close every connection no transaction is using; new ones open on demand.
+
+        Connection hooks added to the Engine after the store opened apply to
+        connections opened after this call.
+        """
+        while self._idle:
+            try:
+                self._idle.pop().close()
+            except IndexError:  # another thread took the last one
+                break
+        self._engine.dispose()
+
+    def in_use(self) -> int:
+        """Connections checked out by transactions (and streams) right now."""
+        if self.is_sqlite:
+            return len(self._busy)
+        pool: Any = self._engine.pool
+        return int(pool.checkedout())
 
     @property
     def closed(self) -> bool:
@@ -418,23 +453,54 @@ class Database:
         """A driver error as one of ours, naming this database."""
         return translate_error(exc, self.where, self.busy_timeout)
 
-    @contextmanager
-    def _connection(self) -> Iterator[PoolProxiedConnection]:
+    def checkout(self) -> PoolProxiedConnection:
+        """A connection for one transaction; hand it back with :meth:`checkin`."""
+        engine = self.engine
+        if self.is_sqlite:
+            try:
+                raw = self._idle.pop()
+            except IndexError:
+                pass
+            else:
+                self._busy.add(raw)
+                return raw
         try:
-            raw = self.engine.raw_connection()
+            raw = engine.raw_connection()
         except CheckpointDBError:
             raise
         except Exception as exc:
             raise self.translate(exc) from exc
-        try:
-            yield raw
-        finally:
+        if self.is_sqlite:
+            self._busy.add(raw)
+        return raw
+
+    def checkin(self, raw: PoolProxiedConnection) -> None:
+        """Take back a connection from :meth:`checkout`, ready for its next user."""
+        if not self.is_sqlite:
+            raw.close()
+            return
+        self._busy.discard(raw)
+        if not raw.is_valid or self._closed or self._pid != os.getpid():
+            raw.close()
+            return
+        dbapi: Any = raw.dbapi_connection
+        if dbapi.in_transaction:
+            # A failed COMMIT can leave the transaction open (see STYLE.md):
+            # never hand it to the next user.
+            try:
+                dbapi.rollback()
+            except Exception:
+                raw.invalidate()
+                raw.close()
+                return
+        if len(self._idle) < _MAX_IDLE_SQLITE_CONNECTIONS:
+            self._idle.append(raw)
+        else:
             raw.close()
 
-    @contextmanager
     def transaction(
         self, *, write: bool = False, snapshot: bool = True, commit: bool = True
-    ) -> Iterator[Cursor]:
+    ) -> AbstractContextManager[Cursor]:
         """One short transaction on a pooled connection: COMMIT on success, else ROLLBACK.
 
         Args:
@@ -451,37 +517,19 @@ class Database:
             StoreBusyError, StoreFullError, CorruptDatabaseError, CheckpointDBError:
                 driver errors, translated; the transaction was rolled back.
         """
-        with self._connection() as raw:
-            cursor: Any = raw.cursor()
-            try:
-                if self.is_sqlite:
-                    if write:
-                        cursor.execute("BEGIN IMMEDIATE")
-                    elif snapshot:
-                        cursor.execute("BEGIN")
-                yield cursor
-                if commit:
-                    raw.commit()
-                else:
-                    raw.rollback()
-            except BaseException as exc:
-                # Also on KeyboardInterrupt or task cancellation: the
-                # transaction ends here, whole or not at all.
-                try:
-                    raw.rollback()
-                except Exception:  # the connection may be dead; the pool discards it
-                    raw.invalidate()
-                if isinstance(exc, Exception) and _is_driver_error(exc):
-                    raise self.translate(exc) from exc
-                raise
-            finally:
-                if raw.is_valid:  # an invalidated connection was closed, cursors and all
-                    cursor.close()
+        if not self.is_sqlite:
+            begin = None
+        elif write:
+            begin = "BEGIN IMMEDIATE"
+        else:
+            begin = "BEGIN" if snapshot else None
+        return _Transaction(self, begin, commit)
 
     @contextmanager
     def outside_transaction(self) -> Iterator[Cursor]:
         """A cursor in autocommit mode, for statements that refuse transactions (VACUUM)."""
-        with self._connection() as raw:
+        raw = self.checkout()
+        try:
             dbapi: Any = raw.dbapi_connection
             cursor: Any = raw.cursor()
             if not self.is_sqlite:
@@ -497,6 +545,8 @@ class Database:
                 cursor.close()
                 if not self.is_sqlite:
                     dbapi.autocommit = False
+        finally:
+            self.checkin(raw)
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
@@ -510,13 +560,79 @@ class Database:
             raise self.translate(exc) from exc
 
     def dispose(self) -> None:
-        """Close every pooled connection; the Database cannot be used afterwards."""
+        """Close every pooled connection; the Database cannot be used afterwards.
+
+        Connections other threads are using are closed when they come back.
+        """
         if not self._closed:
             self._closed = True
             if self._pid == os.getpid():
-                self._engine.dispose()
+                self.close_idle()
             else:
                 self._engine.dispose(close=False)
+
+
+class _Transaction:
+    """The context manager behind :meth:`Database.transaction`.
+
+    A class, not a generator: it is on every call's path, and a generator-based
+    context manager costs several microseconds more.
+    """
+
+    __slots__ = ("_begin", "_commit", "_cursor", "_db", "_raw")
+
+    def __init__(self, db: Database, begin: str | None, commit: bool) -> None:
+        self._db = db
+        self._begin = begin
+        self._commit = commit
+
+    def __enter__(self) -> Cursor:
+        db = self._db
+        raw = self._raw = db.checkout()
+        try:
+            cursor: Any = raw.cursor()
+            if self._begin is not None:
+                cursor.execute(self._begin)
+        except BaseException as exc:
+            self._end(exc)
+            raise AssertionError("unreachable") from exc  # _end raises
+        self._cursor = cursor
+        return cast(Cursor, cursor)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            try:
+                if self._commit:
+                    self._raw.commit()
+                else:
+                    self._raw.rollback()
+            except BaseException as failure:
+                self._end(failure)
+            self._cursor.close()
+            self._db.checkin(self._raw)
+            return
+        self._end(exc)
+
+    def _end(self, exc: BaseException) -> NoReturn:
+        """Roll back after ``exc``, release the connection and re-raise.
+
+        Also on KeyboardInterrupt or task cancellation: the transaction ends
+        here, whole or not at all.
+        """
+        raw = self._raw
+        try:
+            raw.rollback()
+        except Exception:  # the connection may be dead; do not reuse it
+            raw.invalidate()
+        self._db.checkin(raw)
+        if isinstance(exc, Exception) and _is_driver_error(exc):
+            raise self._db.translate(exc) from exc
+        raise exc
 
 
 # SQLite databases open in this process, for the fork hook below.

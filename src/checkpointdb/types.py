@@ -40,13 +40,9 @@ def require_aware(value: object, what: str = "datetime") -> datetime:
 
 def encode_time_text(value: datetime) -> str:
     """An aware datetime as the fixed-width UTC text stored on SQLite."""
-    utc = require_aware(value)
-    # Not strftime: it does not zero-pad years before 1000 on Linux, which
-    # would break the text order that time-range queries rely on.
-    return (
-        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T"
-        f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}.{utc.microsecond:06d}Z"
-    )
+    # isoformat, not strftime: strftime does not zero-pad years before 1000
+    # on Linux, which would break the text order time-range queries rely on.
+    return require_aware(value).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def decode_time(value: datetime | str) -> datetime:

@@ -71,6 +71,9 @@ def check_json(value: Any, path: str, max_depth: int) -> None:
     Raises:
         InvalidDataError: with the path to the first offending value.
     """
+    if _plain_json(value, max_depth):
+        return
+    # Something is wrong: walk again, slowly, to say what and where.
     active: set[int] = set()
 
     def walk(node: Any, where: str, depth: int) -> None:
@@ -134,6 +137,31 @@ def _unprintable_int_path(value: Any, path: str) -> str:
     return ""
 
 
+def _plain_json(node: Any, levels: int) -> bool:
+    """True when ``node`` is storable JSON with containers at most ``levels`` deep.
+
+    The fast path of :func:`check_json` (it runs on every create): no path
+    strings, no cycle bookkeeping; a cycle simply runs out of levels.
+    """
+    kind = type(node)
+    if kind is str:
+        return "\x00" not in node
+    if kind is float:
+        return math.isfinite(node)
+    if kind is int or kind is bool or node is None:
+        return True
+    if levels <= 0:
+        return False
+    if kind is dict:
+        for key, item in node.items():
+            if type(key) is not str or "\x00" in key or not _plain_json(item, levels - 1):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        return all(_plain_json(item, levels - 1) for item in node)
+    return False
+
+
 def _short_repr(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -154,6 +182,8 @@ def encode_payload(value: Any, what: str, max_depth: int, max_bytes: int) -> tup
     """
     if type(value) is not dict:
         raise InvalidDataError(f"{what} must be a dict, got {type(value).__name__}")
+    if not value:
+        return "{}", 2
     check_json(value, what, max_depth)
     try:
         text = dumps_json(value)
