@@ -1,25 +1,36 @@
-"""CheckpointStore: owns the database, lists and deletes sessions, hands out managers."""
+"""CheckpointStore: owns the database, lists and deletes sessions, hands out managers.
+
+Every operation of the store and its managers is an :class:`Operation`: the
+checks that run before anything touches the database, a *body* that runs the
+repository's statements on a DBAPI cursor inside one transaction, and a
+*finish* that makes the caller's answer from the body's result. The sync API
+(here and in :mod:`checkpointdb.manager`) and the asyncio API
+(:mod:`checkpointdb.aio`) build the same operations and differ only in how they
+run the body: :func:`perform` runs it in :meth:`Database.transaction`, the
+async flavour in :meth:`AsyncDatabase.run`.
+"""
 
 from __future__ import annotations
 
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from sqlalchemy.engine import URL
 
 from . import migrate
 from .checkpoint import Checkpoint, SessionInfo, format_id
-from .engine import DEFAULT_SETTINGS, Database, resolve_url
+from .engine import DEFAULT_SETTINGS, Cursor, Database, resolve_url
 from .errors import CheckpointDBError, InvalidDataError, NotFoundError
 from .query import FindQuery, JSONFilter
-from .repository import Repository
+from .repository import Removed, Repository
 from .validate import (
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -29,6 +40,71 @@ from .validate import (
 
 if TYPE_CHECKING:
     from .manager import CheckpointManager
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+# -- operations -----------------------------------------------------------------
+
+
+class Operation(NamedTuple, Generic[R, T]):
+    """One API call's work on the database, whichever flavour of the API runs it.
+
+    A NamedTuple: one is built per call, and that costs a third of a frozen dataclass.
+
+    Attributes:
+        body: the statements, run on a DBAPI cursor inside the transaction.
+        finish: turns the body's result into the caller's answer, after COMMIT.
+        write: take the write lock up front (``BEGIN IMMEDIATE`` on SQLite).
+        snapshot: run a read of several statements on one snapshot.
+        commit: False rolls the transaction back at the end (a dry run).
+        autocommit: run outside any transaction (VACUUM refuses one).
+    """
+
+    body: Callable[[Cursor], R]
+    finish: Callable[[R], T]
+    write: bool = False
+    snapshot: bool = True
+    commit: bool = True
+    autocommit: bool = False
+
+
+@dataclass(frozen=True)
+class Ready(Generic[T]):
+    """An answer known before any database work (an id that cannot exist, say)."""
+
+    value: T
+
+
+# What a plan method returns: work to run, or the answer already.
+Plan = Operation[Any, T] | Ready[T]
+
+
+def unchanged(result: T) -> T:
+    """The body's result, as the answer."""
+    return result
+
+
+def read(body: Callable[[Cursor], T], *, snapshot: bool = False) -> Operation[T, T]:
+    """A read whose body's result is the answer (one statement: no snapshot needed)."""
+    return Operation(body, unchanged, False, snapshot)
+
+
+def perform(plan: Plan[T], db: Database) -> T:
+    """Run a plan on the sync :class:`Database`: one transaction, then its finish."""
+    if isinstance(plan, Ready):
+        return plan.value
+    if plan.autocommit:
+        with db.outside_transaction() as cursor:
+            result = plan.body(cursor)
+    else:
+        with db.transaction(write=plan.write, snapshot=plan.snapshot, commit=plan.commit) as cursor:
+            result = plan.body(cursor)
+    return plan.finish(result)
+
+
+# -- reports ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -59,7 +135,178 @@ class VacuumReport:
     bytes_after: int
 
 
-class CheckpointStore:
+@dataclass
+class Expiry:
+    """An ``expire()`` under way: its cutoff, and what each session's transaction removed."""
+
+    cutoff: datetime
+    now: datetime
+    dry_run: bool
+    removed: dict[str, list[str]] = field(default_factory=dict)
+    bytes_removed: int = 0
+
+    def session_operation(
+        self, repo: Repository, session_id: str
+    ) -> Operation[list[Removed], None]:
+        """Expire one session, in a transaction of its own."""
+
+        def body(cursor: Cursor) -> list[Removed]:
+            return repo.expire(cursor, session_id, self.cutoff, self.now)
+
+        def record(rows: list[Removed]) -> None:
+            if rows:
+                self.removed[session_id] = [format_id(session_id, row.seq) for row in rows]
+                self.bytes_removed += sum(row.payload_bytes for row in rows)
+
+        return Operation(body, record, write=True, commit=not self.dry_run)
+
+    def report(self) -> ExpiryReport:
+        """Every session's removals so far."""
+        return ExpiryReport(
+            removed=self.removed, bytes_removed=self.bytes_removed, dry_run=self.dry_run
+        )
+
+
+def _vacuum(repo: Repository) -> Operation[tuple[int, int], VacuumReport]:
+    def body(cursor: Cursor) -> tuple[int, int]:
+        before = repo.storage_bytes(cursor)
+        repo.vacuum(cursor)
+        return before, repo.storage_bytes(cursor)
+
+    return Operation(body, lambda sizes: VacuumReport(*sizes), autocommit=True)
+
+
+# -- the store --------------------------------------------------------------------
+
+
+def open_database(
+    url: URL, *, auto_upgrade: bool, synchronous: str, busy_timeout: float, echo: bool
+) -> tuple[Database, Repository]:
+    """Open the database at ``url`` with its schema at head (created or upgraded).
+
+    Raises:
+        SchemaTooNewError, SchemaOutOfDateError, CorruptDatabaseError, CheckpointDBError
+    """
+    db = Database(url, synchronous=synchronous, busy_timeout=busy_timeout, echo=echo)
+    repo = Repository(db.engine.dialect, db.where)
+    try:
+        migrate.ensure_schema(db, repo, auto_upgrade=auto_upgrade)
+    except BaseException:
+        db.dispose()
+        raise
+    return db, repo
+
+
+def backup_sqlite(db: Database, path: str | os.PathLike[str]) -> Path:
+    """Copy the SQLite database ``db`` to a new file with the online backup API.
+
+    Raises:
+        CheckpointDBError: the target exists, or ``db`` is on PostgreSQL.
+    """
+    if not db.is_sqlite:
+        raise CheckpointDBError(f"backup() copies SQLite files; back up {db.where} with pg_dump")
+    target = Path(path).expanduser().absolute()
+    try:
+        fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        raise CheckpointDBError(f"backup target {target} already exists") from None
+    except OSError as exc:
+        raise CheckpointDBError(f"cannot create backup {target}: {exc}") from exc
+    os.close(fd)
+    try:
+        with db.transaction(snapshot=False) as cursor:
+            source: Any = cursor.connection  # the sqlite3.Connection
+            destination = sqlite3.connect(target)
+            try:
+                source.backup(destination)
+            finally:
+                destination.close()
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return target
+
+
+class StoreBase(ABC):
+    """What :class:`CheckpointStore` and the async store share: limits, checks, operations."""
+
+    max_payload_bytes: int
+    max_depth: int
+
+    def _set_limits(self, max_payload_bytes: int, max_depth: int) -> None:
+        for label, value in (("max_payload_bytes", max_payload_bytes), ("max_depth", max_depth)):
+            if type(value) is not int or value < 1:
+                raise CheckpointDBError(f"{label} must be a positive int, got {value!r}")
+        self.max_payload_bytes = max_payload_bytes
+        self.max_depth = max_depth
+
+    @property
+    @abstractmethod
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+
+    @property
+    @abstractmethod
+    def where(self) -> str:
+        """The database as people name it: a file path, or the URL without password."""
+
+    @abstractmethod
+    def _repository(self) -> Repository:
+        """The repository of the open database."""
+
+    def encode(self, value: Any, what: str) -> tuple[str, int]:
+        """Validate a data/metadata dict against this store's limits.
+
+        Returns:
+            Its JSON text and that text's size in UTF-8 bytes.
+        """
+        return encode_payload(value, what, self.max_depth, self.max_payload_bytes)
+
+    # -- operations, run by each flavour ------------------------------------------
+
+    def _sessions(self) -> Operation[list[SessionInfo], list[SessionInfo]]:
+        repo = self._repository()
+        return read(repo.sessions)
+
+    def _session(self, session_id: str) -> Operation[SessionInfo | None, SessionInfo | None]:
+        check_identifier(session_id, "session_id")
+        repo = self._repository()
+        return read(lambda cursor: repo.session(cursor, session_id))
+
+    def _delete_session(self, session_id: str) -> Operation[int, int]:
+        check_identifier(session_id, "session_id")
+        repo, where = self._repository(), self.where
+
+        def body(cursor: Cursor) -> int:
+            info = repo.session(cursor, session_id)
+            if info is None:
+                raise NotFoundError(f"no session {session_id!r} in {where}")
+            repo.delete_session(cursor, session_id)
+            return info.checkpoint_count
+
+        return Operation(body, unchanged, write=True)
+
+    def _schema_revision(self) -> Operation[str | None, str | None]:
+        return read(self._repository().schema_version, snapshot=True)
+
+    @staticmethod
+    def _expiry(older_than: timedelta, dry_run: bool) -> Expiry:
+        if not isinstance(older_than, timedelta) or older_than < timedelta(0):
+            raise InvalidDataError(
+                f"older_than must be a non-negative timedelta, got {older_than!r}"
+            )
+        now = datetime.now(UTC)
+        return Expiry(cutoff=now - older_than, now=now, dry_run=dry_run)
+
+    def _vacuum(self) -> Operation[tuple[int, int], VacuumReport]:
+        return _vacuum(self._repository())
+
+    def _find_body(self, query: FindQuery) -> Callable[[Cursor], Iterable[Checkpoint]]:
+        repo, dialect = self._repository(), self.dialect
+        return lambda cursor: repo.find(cursor, query.where(dialect), query.order_by(), query.limit)
+
+
+class CheckpointStore(StoreBase):
     """A checkpoint database: one SQLite file by default, or a PostgreSQL server.
 
     Opening the store creates a new database at the current schema, upgrades
@@ -96,20 +343,17 @@ class CheckpointStore:
         max_depth: int = DEFAULT_MAX_DEPTH,
         echo: bool = False,
     ) -> None:
-        for label, value in (("max_payload_bytes", max_payload_bytes), ("max_depth", max_depth)):
-            if type(value) is not int or value < 1:
-                raise CheckpointDBError(f"{label} must be a positive int, got {value!r}")
-        self.max_payload_bytes = max_payload_bytes
-        self.max_depth = max_depth
-        self._db = Database(
-            resolve_url(url), synchronous=synchronous, busy_timeout=busy_timeout, echo=echo
+        self._set_limits(max_payload_bytes, max_depth)
+        self._db, self._repo = open_database(
+            resolve_url(url),
+            auto_upgrade=auto_upgrade,
+            synchronous=synchronous,
+            busy_timeout=busy_timeout,
+            echo=echo,
         )
-        self._repo = Repository(self._db.engine.dialect, self._db.where)
-        try:
-            migrate.ensure_schema(self._db, self._repo, auto_upgrade=auto_upgrade)
-        except BaseException:
-            self._db.dispose()
-            raise
+
+    def _repository(self) -> Repository:
+        return self._repo
 
     # -- identity -------------------------------------------------------------
 
@@ -157,14 +401,11 @@ class CheckpointStore:
 
     def sessions(self) -> list[SessionInfo]:
         """Every session in the store, by id: times, live count and last seq."""
-        with self._db.transaction(snapshot=False) as cursor:
-            return self._repo.sessions(cursor)
+        return perform(self._sessions(), self._db)
 
     def session(self, session_id: str) -> SessionInfo | None:
         """One session's info, or None if it has never been written to."""
-        check_identifier(session_id, "session_id")
-        with self._db.transaction(snapshot=False) as cursor:
-            return self._repo.session(cursor, session_id)
+        return perform(self._session(session_id), self._db)
 
     def delete_session(self, session_id: str) -> int:
         """Delete a session and all its checkpoints, counter included.
@@ -178,19 +419,13 @@ class CheckpointStore:
         Raises:
             NotFoundError: there is no such session.
         """
-        check_identifier(session_id, "session_id")
-        with self._db.transaction(write=True) as cursor:
-            info = self._repo.session(cursor, session_id)
-            if info is None:
-                raise NotFoundError(f"no session {session_id!r} in {self.where}")
-            self._repo.delete_session(cursor, session_id)
-        return info.checkpoint_count
+        return perform(self._delete_session(session_id), self._db)
 
     # -- schema ---------------------------------------------------------------
 
     def schema_revision(self) -> str | None:
         """The Alembic revision the database is at."""
-        return migrate.current_revision(self._db, self._repo)
+        return perform(self._schema_revision(), self._db)
 
     # -- maintenance ----------------------------------------------------------
 
@@ -204,30 +439,7 @@ class CheckpointStore:
             CheckpointDBError: the target exists, or the store is on PostgreSQL
                 (use ``pg_dump`` there).
         """
-        if not self._db.is_sqlite:
-            raise CheckpointDBError(
-                f"backup() copies SQLite files; back up {self.where} with pg_dump"
-            )
-        target = Path(path).expanduser().absolute()
-        try:
-            fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except FileExistsError:
-            raise CheckpointDBError(f"backup target {target} already exists") from None
-        except OSError as exc:
-            raise CheckpointDBError(f"cannot create backup {target}: {exc}") from exc
-        os.close(fd)
-        try:
-            with self._db.transaction(snapshot=False) as cursor:
-                source: Any = cursor.connection  # the sqlite3.Connection
-                destination = sqlite3.connect(target)
-                try:
-                    source.backup(destination)
-                finally:
-                    destination.close()
-        except BaseException:
-            target.unlink(missing_ok=True)
-            raise
-        return target
+        return backup_sqlite(self._db, path)
 
     def expire(self, older_than: timedelta, *, dry_run: bool = False) -> ExpiryReport:
         """Delete checkpoints older than ``older_than`` in every session.
@@ -240,21 +452,10 @@ class CheckpointStore:
             older_than: the age beyond which checkpoints go.
             dry_run: report what would go; nothing is deleted.
         """
-        if not isinstance(older_than, timedelta) or older_than < timedelta(0):
-            raise InvalidDataError(
-                f"older_than must be a non-negative timedelta, got {older_than!r}"
-            )
-        now = datetime.now(UTC)
-        cutoff = now - older_than
-        removed: dict[str, list[str]] = {}
-        total_bytes = 0
+        expiry = self._expiry(older_than, dry_run)
         for info in self.sessions():
-            with self._db.transaction(write=True, commit=not dry_run) as cursor:
-                rows = self._repo.expire(cursor, info.id, cutoff, now)
-            if rows:
-                removed[info.id] = [format_id(info.id, row.seq) for row in rows]
-                total_bytes += sum(row.payload_bytes for row in rows)
-        return ExpiryReport(removed=removed, bytes_removed=total_bytes, dry_run=dry_run)
+            perform(expiry.session_operation(self._repo, info.id), self._db)
+        return expiry.report()
 
     def vacuum(self) -> VacuumReport:
         """Give the space of deleted checkpoints back to the file system.
@@ -263,21 +464,7 @@ class CheckpointStore:
         growing; VACUUM also shrinks the file (it rewrites it: run it when
         idle, it takes the write lock). On PostgreSQL this is VACUUM ANALYZE.
         """
-        with self._db.outside_transaction() as cursor:
-            before = self._repo.storage_bytes(cursor)
-            self._repo.vacuum(cursor)
-            after = self._repo.storage_bytes(cursor)
-        return VacuumReport(bytes_before=before, bytes_after=after)
-
-    # -- payloads -------------------------------------------------------------
-
-    def encode(self, value: Any, what: str) -> tuple[str, int]:
-        """Validate a data/metadata dict against this store's limits.
-
-        Returns:
-            Its JSON text and that text's size in UTF-8 bytes.
-        """
-        return encode_payload(value, what, self.max_depth, self.max_payload_bytes)
+        return perform(self._vacuum(), self._db)
 
     # -- lifetime -------------------------------------------------------------
 
@@ -346,13 +533,11 @@ class CheckpointStore:
             limit=limit,
             newest_first=newest_first,
         )
-        return self._find(query)
+        return self._find(self._find_body(query))
 
-    def _find(self, query: FindQuery) -> Iterator[Checkpoint]:
+    def _find(self, body: Callable[[Cursor], Iterable[Checkpoint]]) -> Iterator[Checkpoint]:
         with self._db.transaction(snapshot=False) as cursor:
-            yield from self._repo.find(
-                cursor, query.where(self.dialect), query.order_by(), query.limit
-            )
+            yield from body(cursor)
 
 
 _default_store: CheckpointStore | None = None
