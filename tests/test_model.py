@@ -4,7 +4,8 @@ Random sequences of operations run side by side against :class:`ReferenceManager
 (written here from the documented semantics: seq ids that never repeat,
 compaction keeping the first, the newest ``keep_recent`` and the newest of
 each name, the ``max_checkpoints`` cap, import id rules) and against a real
-store, which is closed and reopened at random points.
+store, which is closed and reopened at random points. The machine runs on
+the sync API and, through a test-only synchronous facade, on the asyncio API.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from async_facade import STORE_FLAVOURS
 from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -27,7 +29,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from checkpointdb import Checkpoint, CheckpointManager, CheckpointStore
+from checkpointdb import Checkpoint, CheckpointManager
 
 SESSION = "agent:1"
 NAMES = ["plan", "tool_done", "report", "'; DROP TABLE checkpoints;--", 'ü%_\\"']
@@ -172,11 +174,12 @@ def _same(checkpoint: Checkpoint | None, row: Row | None) -> None:
 
 class StoreMachine(RuleBasedStateMachine):
     new_url: Callable[[], str]
+    open_store: Callable[[str], Any]
 
     def __init__(self) -> None:
         super().__init__()
         self.url = type(self).new_url()
-        self.store = CheckpointStore(self.url)
+        self.store = type(self).open_store(self.url)
         self.model: ReferenceManager
         self.mgr: CheckpointManager
 
@@ -209,7 +212,7 @@ class StoreMachine(RuleBasedStateMachine):
     @rule()
     def reopen(self) -> None:
         self.store.close()
-        self.store = CheckpointStore(self.url)
+        self.store = type(self).open_store(self.url)
         self.mgr = self._manager()
 
     @rule(index=st.integers(0, 200))
@@ -291,8 +294,10 @@ class StoreMachine(RuleBasedStateMachine):
 
 
 @pytest.mark.slow
-def test_store_matches_the_reference_model(new_url: Callable[[], str]) -> None:
+@pytest.mark.parametrize("flavour", list(STORE_FLAVOURS))
+def test_store_matches_the_reference_model(new_url: Callable[[], str], flavour: str) -> None:
     StoreMachine.new_url = staticmethod(new_url)  # type: ignore[method-assign]
+    StoreMachine.open_store = staticmethod(STORE_FLAVOURS[flavour])  # type: ignore[method-assign]
     run_state_machine_as_test(
         StoreMachine,
         settings=settings(
