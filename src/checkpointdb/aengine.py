@@ -152,8 +152,8 @@ class AsyncDatabase:
     After ``fork()``, a child gets a fresh pool, except on SQLite when the
     parent had connections open: those hold SQLite's in-process lock
     bookkeeping, which makes a child's writes unsafe, and unlike the sync
-    pool they cannot be closed from the fork hook (closing one awaits its
-    aiosqlite thread).
+    Database's idle connections they cannot be closed from the fork hook
+    (closing one awaits its aiosqlite thread).
     """
 
     def __init__(self, url: URL, *, synchronous: str, busy_timeout: float, echo: bool) -> None:
