@@ -26,7 +26,14 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, QueuePool
 
-from .engine import Cursor, _is_driver_error, create_sqlalchemy_engine, describe, translate_error
+from .engine import (
+    Cursor,
+    configure_sqlite_connection,
+    create_sqlalchemy_engine,
+    describe,
+    is_driver_error,
+    translate_error,
+)
 from .errors import CheckpointDBError, StoreClosedError
 
 try:
@@ -91,17 +98,7 @@ def _install_aiosqlite_hooks(engine: AsyncEngine, synchronous: str, busy_timeout
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        # SQLAlchemy's documented recipe for aiosqlite: the driver never
-        # BEGINs by itself, so writes can start with BEGIN IMMEDIATE.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute(f"PRAGMA synchronous = {synchronous}")
-            cursor.execute("PRAGMA foreign_keys = ON")
-        finally:
-            cursor.close()
+        configure_sqlite_connection(dbapi_connection, synchronous, busy_timeout)
 
 
 class _PooledConnection:
@@ -232,7 +229,7 @@ class AsyncDatabase:
             except CheckpointDBError:
                 raise
             except Exception as exc:
-                if _is_driver_error(exc):
+                if is_driver_error(exc):
                     raise self.translate(exc) from exc
                 raise
 
@@ -270,7 +267,7 @@ class AsyncDatabase:
                 raw.invalidate()
                 if not isinstance(failed, Exception):
                     raise
-            if isinstance(exc, Exception) and _is_driver_error(exc):
+            if isinstance(exc, Exception) and is_driver_error(exc):
                 raise self.translate(exc) from exc
             raise
         finally:
@@ -287,7 +284,7 @@ class AsyncDatabase:
             except CheckpointDBError:
                 raise
             except Exception as exc:
-                if _is_driver_error(exc):
+                if is_driver_error(exc):
                     raise self.translate(exc) from exc
                 raise
 
@@ -301,7 +298,7 @@ class AsyncDatabase:
         try:
             return body(_PooledCursor(cursor, raw))
         except Exception as exc:
-            if _is_driver_error(exc):
+            if is_driver_error(exc):
                 raise self.translate(exc) from exc
             raise
         finally:

@@ -261,26 +261,34 @@ def translate_error(exc: BaseException, where: str, busy_timeout: float) -> Chec
     return CheckpointDBError(f"{where}: {type(orig).__name__}: {message}")
 
 
+def configure_sqlite_connection(
+    dbapi_connection: Any, synchronous: str, busy_timeout: float
+) -> None:
+    """Set up a new SQLite DBAPI connection (pysqlite or aiosqlite's adapter)."""
+    # The driver must never BEGIN on its own: we (or the "begin" hook) do
+    # it, so write transactions can be BEGIN IMMEDIATE (SQLAlchemy's
+    # documented recipe for both pysqlite and aiosqlite).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        # Wait this long for a lock instead of failing at once.
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        # Readers never block the writer and vice versa; persistent in the file.
+        cursor.execute("PRAGMA journal_mode = WAL")
+        # Set explicitly: Debian's SQLite defaults to FULL.
+        cursor.execute(f"PRAGMA synchronous = {synchronous}")
+        # ON DELETE CASCADE from sessions to checkpoints needs this.
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
 def _install_sqlite_hooks(engine: Engine, synchronous: str, busy_timeout: float) -> None:
     """Pragmas on every new connection and the pysqlite transaction recipe."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        # The driver must never BEGIN on its own: we (or the "begin" hook
-        # below) do it, so write transactions can be BEGIN IMMEDIATE.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            # Wait this long for a lock instead of failing at once.
-            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            # Readers never block the writer and vice versa; persistent in the file.
-            cursor.execute("PRAGMA journal_mode = WAL")
-            # Set explicitly: Debian's SQLite defaults to FULL.
-            cursor.execute(f"PRAGMA synchronous = {synchronous}")
-            # ON DELETE CASCADE from sessions to checkpoints needs this.
-            cursor.execute("PRAGMA foreign_keys = ON")
-        finally:
-            cursor.close()
+        configure_sqlite_connection(dbapi_connection, synchronous, busy_timeout)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
@@ -538,7 +546,7 @@ class Database:
             try:
                 yield cursor
             except Exception as exc:
-                if _is_driver_error(exc):
+                if is_driver_error(exc):
                     raise self.translate(exc) from exc
                 raise
             finally:
@@ -630,7 +638,7 @@ class _Transaction:
         except Exception:  # the connection may be dead; do not reuse it
             raw.invalidate()
         self._db.checkin(raw)
-        if isinstance(exc, Exception) and _is_driver_error(exc):
+        if isinstance(exc, Exception) and is_driver_error(exc):
             raise self._db.translate(exc) from exc
         raise exc
 
@@ -657,7 +665,7 @@ if sys.platform != "win32":
     os.register_at_fork(before=_prepare_sqlite_stores_for_fork)
 
 
-def _is_driver_error(exc: Exception) -> bool:
+def is_driver_error(exc: Exception) -> bool:
     """True for errors raised by a DBAPI driver (sqlite3, psycopg) or wrapped by SQLAlchemy."""
     if isinstance(exc, DBAPIError):
         return True
