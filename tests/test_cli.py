@@ -546,14 +546,27 @@ def test_expire_removes_old_checkpoints_across_sessions_per_session(
     preview = json.loads(run("expire", "--older-than", "30d", "--dry-run", "--json").stdout)
     assert preview["dry_run"] is True
     assert preview["older_than_seconds"] == 30 * 86400
+    sizes = {i: stored_size({"i": i}) for i in range(1, 7)}
     assert preview["sessions"] == {
-        "idle": {"rows_removed": 5, "removed": [f"idle:{seq}" for seq in range(1, 6)]},
-        "mixed": {"rows_removed": 6, "removed": [f"mixed:{seq}" for seq in range(1, 7)]},
-        "pinned": {"rows_removed": 4, "removed": ["pinned:1", "pinned:3", "pinned:4", "pinned:5"]},
+        "idle": {
+            "rows_removed": 5,
+            "bytes_removed": sum(sizes[i] for i in (1, 2, 3, 4, 5)),
+            "removed": [f"idle:{seq}" for seq in range(1, 6)],
+        },
+        "mixed": {
+            "rows_removed": 6,
+            "bytes_removed": sum(sizes[i] for i in (1, 2, 3, 4, 5, 6)),
+            "removed": [f"mixed:{seq}" for seq in range(1, 7)],
+        },
+        "pinned": {
+            "rows_removed": 4,
+            "bytes_removed": sum(sizes[i] for i in (1, 3, 4, 5)),
+            "removed": ["pinned:1", "pinned:3", "pinned:4", "pinned:5"],
+        },
     }
     assert preview["rows_removed"] == 15
-    assert preview["bytes_removed"] == sum(stored_size({"i": i}) for i in (1, 2, 3, 4, 5)) * 2 + (
-        sum(stored_size({"i": i}) for i in (1, 2, 3, 4, 5, 6)) - stored_size({"i": 2})
+    assert preview["bytes_removed"] == sum(
+        session["bytes_removed"] for session in preview["sessions"].values()
     )
     assert {info.id: info.payload_bytes for info in store.sessions()} == before
 

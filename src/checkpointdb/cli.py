@@ -977,7 +977,11 @@ def expire_command(env: _Env, older_than: timedelta, dry_run: bool, as_json: boo
                 "rows_removed": report.rows_removed,
                 "bytes_removed": report.bytes_removed,
                 "sessions": {
-                    session_id: {"rows_removed": len(ids), "removed": ids}
+                    session_id: {
+                        "rows_removed": len(ids),
+                        "bytes_removed": report.bytes_by_session[session_id],
+                        "removed": ids,
+                    }
                     for session_id, ids in report.removed.items()
                 },
             }
@@ -994,12 +998,17 @@ def expire_command(env: _Env, older_than: timedelta, dry_run: bool, as_json: boo
     else:
         click.echo(f"removed {rows} older than {age} from {sessions}")
     _print_table(
-        ["SESSION", "REMOVED", "IDS"],
+        ["SESSION", "REMOVED", "SIZE", "IDS"],
         (
-            [session_id, str(len(ids)), _shorten(ids, keep=4)]
+            [
+                session_id,
+                str(len(ids)),
+                _size(report.bytes_by_session[session_id]),
+                _shorten(ids, keep=4),
+            ]
             for session_id, ids in report.removed.items()
         ),
-        right=(1,),
+        right=(1, 2),
     )
     if not dry_run:
         click.echo(_vacuum_hint(env))

@@ -113,18 +113,23 @@ class ExpiryReport:
 
     Attributes:
         removed: per session, the ids of the deleted checkpoints, oldest first.
-        bytes_removed: payload bytes of all deleted checkpoints.
+        bytes_by_session: per session, the payload bytes of those checkpoints.
         dry_run: True if nothing was deleted.
     """
 
     removed: dict[str, list[str]]
-    bytes_removed: int
+    bytes_by_session: dict[str, int]
     dry_run: bool
 
     @property
     def rows_removed(self) -> int:
         """How many checkpoints were (or would be) deleted, in all sessions."""
         return sum(len(ids) for ids in self.removed.values())
+
+    @property
+    def bytes_removed(self) -> int:
+        """Payload bytes of every deleted checkpoint, in all sessions."""
+        return sum(self.bytes_by_session.values())
 
 
 @dataclass(frozen=True)
@@ -143,7 +148,7 @@ class Expiry:
     now: datetime
     dry_run: bool
     removed: dict[str, list[str]] = field(default_factory=dict)
-    bytes_removed: int = 0
+    bytes_by_session: dict[str, int] = field(default_factory=dict)
 
     def session_operation(
         self, repo: Repository, session_id: str
@@ -156,14 +161,14 @@ class Expiry:
         def record(rows: list[Removed]) -> None:
             if rows:
                 self.removed[session_id] = [format_id(session_id, row.seq) for row in rows]
-                self.bytes_removed += sum(row.payload_bytes for row in rows)
+                self.bytes_by_session[session_id] = sum(row.payload_bytes for row in rows)
 
         return Operation(body, record, write=True, commit=not self.dry_run)
 
     def report(self) -> ExpiryReport:
         """Every session's removals so far."""
         return ExpiryReport(
-            removed=self.removed, bytes_removed=self.bytes_removed, dry_run=self.dry_run
+            removed=self.removed, bytes_by_session=self.bytes_by_session, dry_run=self.dry_run
         )
 
 
