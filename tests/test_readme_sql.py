@@ -236,3 +236,27 @@ def test_the_documented_schema_is_the_schema(backend_url: str) -> None:
         db.dispose()
     index_table = text.split("### Constraints and indexes", 1)[1].split("\n#", 1)[0]
     assert set(FIRST_CELL.findall(index_table)) == (indexes | constraints) - {None}
+
+
+# `checkpointdb sql "..."` command lines in the documents (placeholders with
+# "..." aside): each query must run on both backends.
+CLI_QUERY = re.compile(r'checkpointdb(?: --db \S+)? sql "([^"]+)"')
+CLI_QUERIES = sorted(
+    {
+        query
+        for document in DOCUMENTS
+        for query in CLI_QUERY.findall(document.read_text())
+        if "..." not in query
+    }
+)
+
+
+def test_the_documents_show_command_line_queries() -> None:
+    assert CLI_QUERIES
+
+
+@pytest.mark.parametrize("query", CLI_QUERIES)
+def test_documented_command_line_query_runs(store: CheckpointStore, query: str) -> None:
+    build_example(store)
+    columns, rows = run_read_only(store, query)
+    assert columns and rows, query
