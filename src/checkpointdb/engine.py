@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, NoReturn, Protocol, cast
+from typing import Any, NoReturn, Protocol, cast
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
@@ -48,8 +48,6 @@ logger = logging.getLogger(__name__)
 
 ENV_URL = "CHECKPOINTDB_URL"
 DEFAULT_PATH = "checkpoints.db"
-
-Synchronous = Literal["NORMAL", "FULL", "EXTRA"]
 
 # Connection settings, named here rather than scattered as literals.
 DEFAULT_SETTINGS: dict[str, Any] = {
