@@ -285,15 +285,19 @@ def test_payload_over_the_configured_maximum_is_refused_with_the_limit(
 ) -> None:
     with store_like(store, max_payload_bytes=1000) as small:
         manager = small.manager(SESSION)
-        manager.create("fits", {"p": "x" * 992})  # {"p":"..."} is 1000 bytes
-        manager.create("fits-utf8", {"p": "é" * 496})  # two bytes each
+        # The limit bounds data and metadata together; metadata {} is 2 bytes.
+        manager.create("fits", {"p": "x" * 990})  # {"p":"..."} is 998 bytes
+        manager.create("fits-utf8", {"p": "é" * 495})  # two bytes each
+        manager.create("fits-split", {"p": "x" * 490}, {"q": "y" * 494})  # 498 + 502
         with refused(small, PayloadTooLargeError, "1001 bytes", "limit", "1000 bytes"):
-            manager.create("over", {"p": "x" * 993})
+            manager.create("over", {"p": "x" * 991})
         with refused(small, PayloadTooLargeError, "1002 bytes", "1000 bytes"):
-            manager.create("over-utf8", {"p": "é" * 497})
+            manager.create("over-utf8", {"p": "é" * 496})
         with refused(small, PayloadTooLargeError, "metadata", "1000 bytes"):
             manager.create("meta-over", {}, {"p": "x" * 993})
-        assert [cp.name for cp in manager] == ["fits", "fits-utf8"]
+        with refused(small, PayloadTooLargeError, "together", "1001 bytes", "1000 bytes"):
+            manager.create("split-over", {"p": "x" * 491}, {"q": "y" * 494})
+        assert [cp.name for cp in manager] == ["fits", "fits-utf8", "fits-split"]
 
 
 def test_default_maximum_payload_is_16_mib_and_stated(

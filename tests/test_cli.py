@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
+import stat
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -350,6 +353,31 @@ def test_export_writes_exactly_what_the_manager_exports(
     assert target.read_text(encoding="utf-8") == expected + "\n"
     assert target.stat().st_mode & 0o777 == 0o600
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+
+
+def test_export_follows_a_symlink_and_writes_through_a_device(
+    store: CheckpointStore, run: Run, tmp_path: Path
+) -> None:
+    seed(store, "s", HOURLY)
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "target.json").write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(real / "target.json")
+    assert run("export", "s", "-o", str(link)).exit_code == 0
+    assert link.is_symlink()
+    assert (real / "target.json").read_text() == store.manager("s").export() + "\n"
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    assert run("export", "s", "-o", str(fifo)).exit_code == 0
+    reader.join(timeout=30)
+    assert received == [(store.manager("s").export() + "\n").encode()]
+    assert stat.S_ISFIFO(fifo.stat().st_mode)  # still a pipe, not replaced by a file
+    assert run("export", "s", "-o", os.devnull).exit_code == 0
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
 
 
 def test_export_of_an_emptied_session_is_an_empty_list(store: CheckpointStore, run: Run) -> None:

@@ -291,9 +291,10 @@ def test_seed_style_constructor_with_store(store: CheckpointStore) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
-        ({"max_checkpoints": 1}, "max_checkpoints"),
+        ({"max_checkpoints": -1}, "max_checkpoints"),
         ({"max_checkpoints": "100"}, "max_checkpoints"),
-        ({"compress_after": 0}, "compress_after"),
+        ({"max_checkpoints": 10.0}, "max_checkpoints"),
+        ({"compress_after": -5}, "compress_after"),
         ({"keep_recent": -1}, "keep_recent"),
     ],
 )
@@ -302,6 +303,43 @@ def test_bad_manager_settings_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match=fragment):
         store.manager("s", **kwargs)
+
+
+def test_the_smallest_seed_settings_work_and_keep_first_and_newest(
+    store: CheckpointStore,
+) -> None:
+    for cap in (0, 1):
+        mgr = store.manager(f"cap{cap}", max_checkpoints=cap, compress_after=0, keep_recent=0)
+        made = [mgr.create("step", {"i": i}) for i in range(5)]
+        assert [cp.id for cp in mgr] == [made[0].id, made[-1].id]
+        assert mgr.get_latest() == made[-1]
+
+
+def test_an_imported_id_past_the_safe_range_gets_a_fresh_one(store: CheckpointStore) -> None:
+    mgr = store.manager("s")
+    mgr.create("a", {})
+    entries = [
+        {"id": f"s:{2**63 - 1}", "name": "huge", "timestamp": "2026-01-01T00:00:00Z", "data": {}},
+        {"id": f"s:{2**53}", "name": "limit", "timestamp": "2026-01-01T00:00:00Z", "data": {}},
+    ]
+    assert mgr.import_checkpoints(json.dumps(entries)) == 2
+    assert [cp.id for cp in mgr] == ["s:1", "s:2", f"s:{2**53}"]
+    assert mgr.create("after", {}).id == f"s:{2**53 + 1}"
+
+
+def test_bounds_beyond_utc_range_are_refused_clearly(store: CheckpointStore) -> None:
+    from checkpointdb import InvalidDataError
+
+    mgr = store.manager("s")
+    mgr.create("a", {})
+    too_early = datetime.min.replace(tzinfo=timezone(timedelta(hours=5)))
+    with pytest.raises(InvalidDataError, match="outside the range"):
+        mgr.get_since(too_early)
+    with pytest.raises(InvalidDataError, match="outside the range"):
+        list(mgr.find(since=too_early))
+    entry = {"id": "s:9", "name": "n", "timestamp": "0001-01-01T00:00:00+05:00", "data": {}}
+    with pytest.raises(ValueError, match="entry 0: field 'timestamp'"):
+        mgr.import_checkpoints(json.dumps([entry]))
 
 
 def test_two_managers_of_one_session_share_state(new_url: Callable[[], str]) -> None:

@@ -83,8 +83,10 @@ class ReferenceManager:
         if self.compress_after is not None and len(self.rows) > self.compress_after:
             self.compact(self.keep_recent)
         if self.max_checkpoints is not None and len(self.rows) > self.max_checkpoints:
+            # the oldest between the first and the newest go; those two always stay
             excess = len(self.rows) - self.max_checkpoints
-            self.rows = self.rows[:1] + self.rows[1 + excess :]
+            victims = {row.seq for row in self.rows[1:-1][:excess]}
+            self.rows = [row for row in self.rows if row.seq not in victims]
         return f"{SESSION}:{self.last_seq}"
 
     def compaction_victims(self, keep_recent: int) -> list[int]:
@@ -108,7 +110,7 @@ class ReferenceManager:
     def import_entries(self, entries: list[dict[str, Any]]) -> None:
         for entry in entries:
             session, _, seq_text = entry["id"].rpartition(":")
-            if session == SESSION and seq_text.isdigit() and int(seq_text) > self.last_seq:
+            if session == SESSION and seq_text.isdigit() and self.last_seq < int(seq_text) <= 2**53:
                 self.last_seq = int(seq_text)
             else:
                 self.last_seq += 1
@@ -192,8 +194,8 @@ class StoreMachine(RuleBasedStateMachine):
         )
 
     @initialize(
-        max_checkpoints=st.none() | st.integers(2, 12),
-        compress_after=st.none() | st.integers(1, 10),
+        max_checkpoints=st.none() | st.integers(0, 12),
+        compress_after=st.none() | st.integers(0, 10),
         keep_recent=st.integers(0, 6),
     )
     def setup(

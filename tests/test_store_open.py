@@ -171,3 +171,26 @@ def test_context_manager_closes_the_store(sqlite_path: Path) -> None:
     assert store._db.closed
     # Every connection is closed: the WAL was checkpointed into the file.
     assert not Path(f"{sqlite_path}-wal").exists() or os.path.getsize(f"{sqlite_path}-wal") == 0
+
+
+def test_the_upgrade_command_in_errors_can_be_pasted(tmp_path: Path) -> None:
+    import shlex
+
+    from checkpointdb.migrate import upgrade_command
+
+    spaced = tmp_path / "my dir" / "agent's.db"
+    spaced.parent.mkdir()
+    db = Database(resolve_url(spaced))
+    try:
+        command = upgrade_command(db)
+    finally:
+        db.dispose()
+    assert shlex.split(command) == ["checkpointdb", "--db", str(spaced), "db", "upgrade"]
+    url = "postgresql+psycopg://agent:s3cret@db.internal:5432/agents"
+    remote = Database(resolve_url(url))
+    try:
+        command = upgrade_command(remote)
+    finally:
+        remote.dispose()
+    assert "s3cret" not in command and "***" not in command
+    assert shlex.split(command)[2] == "postgresql+psycopg://agent:PASSWORD@db.internal:5432/agents"

@@ -731,8 +731,18 @@ def _write_export(mgr: CheckpointManager, total: int, write: Callable[[str], Any
 
 
 def _write_file_atomically(path: Path, produce: Callable[[TextIO], Any]) -> Any:
-    """Write ``path`` through a 0600 temporary file renamed over it: never half a file."""
-    target = path.expanduser().absolute()
+    """Write ``path`` through a 0600 temporary file renamed over it: never half a file.
+
+    A symlink is followed (the file it points to is replaced, the link
+    stays); a device or a pipe (``-o /dev/stdout``) is written to directly.
+    """
+    target = Path(os.path.realpath(path.expanduser()))
+    if target.exists() and not target.is_file():
+        try:
+            with target.open("w", encoding="utf-8") as handle:
+                return produce(handle)
+        except OSError as exc:
+            raise CheckpointDBError(f"cannot write {path}: {exc.strerror}") from exc
     try:
         descriptor, temporary = tempfile.mkstemp(
             prefix=f".{target.name}.", suffix=".partial", dir=target.parent
@@ -1244,12 +1254,13 @@ def _schema_status(database: Database, repository: Repository) -> dict[str, Any]
         "head": head,
         "at_head": current == head,
         "known": current is None or current in migrate.known_revisions(),
+        "upgrade_command": migrate.upgrade_command(database),
     }
 
 
 def _describe_status(status: dict[str, Any]) -> str:
     where, current, head = status["database"], status["current"], status["head"]
-    upgrade = f"run `checkpointdb --db {shlex.quote(where)} db upgrade`"
+    upgrade = f"run `{status['upgrade_command']}`"
     if status["at_head"]:
         return f"{where} is at schema revision {current}, the newest this checkpointdb knows"
     if current is None:

@@ -43,6 +43,10 @@ logger = logging.getLogger(__name__)
 
 CheckpointCallback = Callable[[Checkpoint], None]
 
+# An imported id keeps its seq only up to this (2**53: exact in every JSON
+# reader); a larger one would leave too few ids for later checkpoints.
+MAX_IMPORTED_SEQ = 2**53
+
 # Paging through a session: the seq bound before the first page, oldest or newest first.
 FIRST_PAGE_AFTER = 0
 FIRST_PAGE_BEFORE = 2**62
@@ -100,12 +104,10 @@ def _check_limit(value: object, label: str, minimum: int, optional: bool) -> Non
 
 
 def _bound(value: object, label: str) -> datetime:
-    try:
-        return require_aware(value, label)
-    except NaiveDatetimeError:
-        raise
-    except InvalidDataError as exc:
-        raise NaiveDatetimeError(str(exc)) from None
+    if not isinstance(value, datetime):
+        # A TypeError, as comparing a non-datetime bound was in the seed.
+        raise NaiveDatetimeError(f"{label} must be a timezone-aware datetime, got {value!r}")
+    return require_aware(value, label)
 
 
 def _import_time(value: object) -> datetime:
@@ -177,8 +179,8 @@ class ManagerBase:
         keep_recent: int,
     ) -> None:
         check_identifier(session_id, "session_id")
-        _check_limit(max_checkpoints, "max_checkpoints", 2, optional=True)
-        _check_limit(compress_after, "compress_after", 1, optional=True)
+        _check_limit(max_checkpoints, "max_checkpoints", 0, optional=True)
+        _check_limit(compress_after, "compress_after", 0, optional=True)
         _check_limit(keep_recent, "keep_recent", 0, optional=False)
         self.session_id = session_id
         self.max_checkpoints = max_checkpoints
@@ -191,9 +193,7 @@ class ManagerBase:
         self, name: str, data: JSONDict, metadata: JSONDict | None, pin: bool
     ) -> Operation[int, Checkpoint]:
         check_identifier(name, "name")
-        data_json, data_bytes = self.store.encode(data, "data")
-        meta_json, meta_bytes = self.store.encode({} if metadata is None else metadata, "metadata")
-        size = data_bytes + meta_bytes
+        data_json, meta_json, size = self.store.encode(data, metadata)
         pinned = bool(pin)
         now = datetime.now(UTC)
         repo, session_id = self.store._repository(), self.session_id
@@ -283,7 +283,11 @@ class ManagerBase:
             rows = []
             for entry in entries:
                 parsed = parse_id(entry.id)
-                if parsed is not None and parsed[0] == session_id and parsed[1] > last:
+                if (
+                    parsed is not None
+                    and parsed[0] == session_id
+                    and last < parsed[1] <= MAX_IMPORTED_SEQ
+                ):
                     last = parsed[1]
                 else:
                     last += 1
@@ -334,11 +338,12 @@ class ManagerBase:
             try:
                 name = check_identifier(entry["name"], "name")
                 timestamp = _import_time(entry["timestamp"])
-                data_json, data_bytes = self.store.encode(entry["data"], "data")
-                meta_json, meta_bytes = self.store.encode(entry.get("metadata", {}), "metadata")
+                data_json, meta_json, size = self.store.encode(
+                    entry["data"], entry.get("metadata", {})
+                )
             except InvalidDataError as exc:
                 raise ImportFormatError(f"{where}: {exc}") from None
-            row = NewRow(0, name, timestamp, data_json, meta_json, data_bytes + meta_bytes, pinned)
+            row = NewRow(0, name, timestamp, data_json, meta_json, size, pinned)
             entries.append(_ImportEntry(entry_id, row))
         return entries
 
@@ -434,17 +439,20 @@ class CheckpointManager(ManagerBase):
 
     Where the seed was wrong, this does the right thing:
 
-    * ``max_checkpoints`` is enforced: after compaction, if more live
-      checkpoints remain than the cap, the oldest after the first are deleted
-      in the same transaction.
+    * ``max_checkpoints`` is enforced: after compaction, if more unpinned
+      live checkpoints remain than the cap, the oldest between the first and
+      the newest are deleted in the same transaction (so the first and the
+      checkpoint just created always stay, whatever the cap).
     * Ordering is by seq (creation order), never by wall-clock time.
     * Compaction keeps the first checkpoint once, however small ``compress_after``.
     * Imported checkpoints never duplicate an id.
 
     Args:
         session_id: the session's id (a non-empty printable string; may contain ':').
-        max_checkpoints: live checkpoints kept at most (None: no cap); at least 2.
-        compress_after: compact when the live count exceeds this (None: never).
+        max_checkpoints: unpinned live checkpoints kept at most (None: no cap);
+            the first and the newest are never deleted by the cap.
+        compress_after: compact when the live count exceeds this (None: never;
+            0: on every create).
         keep_recent: how many of the newest checkpoints compaction always keeps.
         store: the store to use; None means :func:`default_store`, so seed code
             ``CheckpointManager("s1")`` works unchanged.

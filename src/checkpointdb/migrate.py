@@ -8,6 +8,7 @@ asks for it), which keeps process start-up fast.
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
 # Revision files are named "<revision>_<slug>.py", revisions numbered in order.
 _REVISION_FILE = re.compile(r"^(\d{4})_\w+\.py$")
-UPGRADE_COMMAND = "checkpointdb --db {where} db upgrade"
 
 
 @cache
@@ -86,10 +86,24 @@ def ensure_schema(db: Database, repository: Repository, *, auto_upgrade: bool) -
     if current is not None and not auto_upgrade:
         raise SchemaOutOfDateError(
             f"{db.where} is at schema revision {current}, this checkpointdb needs "
-            f"{head_revision()}; run `{UPGRADE_COMMAND.format(where=db.where)}` "
+            f"{head_revision()}; run `{upgrade_command(db)}` "
             "(or open the store with auto_upgrade=True)"
         )
     upgrade(db, repository)
+
+
+def upgrade_command(db: Database) -> str:
+    """The shell command that upgrades ``db``, ready to paste.
+
+    The path is shell-quoted; a URL's password, which is never printed, is
+    shown as the placeholder PASSWORD.
+    """
+    if db.is_sqlite:
+        target = str(db.url.database)
+    else:
+        url = db.url.set(password="PASSWORD") if db.url.password else db.url
+        target = url.render_as_string(hide_password=False)
+    return f"checkpointdb --db {shlex.quote(target)} db upgrade"
 
 
 def _refuse_unknown(db: Database, current: str | None) -> None:

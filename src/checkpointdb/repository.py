@@ -161,13 +161,22 @@ def _keep_reason() -> Any:
 
 
 def _cap_victims() -> ColumnElement[bool]:
-    """The ``:excess`` oldest unpinned rows after the first (the max_checkpoints cap)."""
+    """The ``:excess`` oldest unpinned rows between the first and the newest (the cap).
+
+    The newest row is never a victim: a checkpoint that ``create`` just
+    returned stays, however small the cap.
+    """
     oldest = checkpoints_table.alias("oldest")
+    newest = checkpoints_table.alias("newest")
     victims = (
         select(oldest.c.seq)
         .where(
             oldest.c.session_id == bindparam("session_id"),
             oldest.c.seq > _first_seq("first_row"),
+            oldest.c.seq
+            < select(func.max(newest.c.seq))
+            .where(newest.c.session_id == bindparam("session_id"))
+            .scalar_subquery(),
             ~oldest.c.pinned,
         )
         .order_by(oldest.c.seq)

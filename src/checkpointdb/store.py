@@ -28,7 +28,7 @@ from sqlalchemy.engine import URL
 from . import migrate
 from .checkpoint import Checkpoint, SessionInfo, format_id
 from .engine import DEFAULT_SETTINGS, Cursor, Database, resolve_url
-from .errors import CheckpointDBError, InvalidDataError, NotFoundError
+from .errors import CheckpointDBError, InvalidDataError, NotFoundError, PayloadTooLargeError
 from .query import FindQuery, JSONFilter
 from .repository import Removed, Repository
 from .validate import (
@@ -259,13 +259,29 @@ class StoreBase(ABC):
     def _repository(self) -> Repository:
         """The repository of the open database."""
 
-    def encode(self, value: Any, what: str) -> tuple[str, int]:
-        """Validate a data/metadata dict against this store's limits.
+    def encode(self, data: Any, metadata: Any) -> tuple[str, str, int]:
+        """Validate a checkpoint's data and metadata dicts against this store's limits.
 
         Returns:
-            Its JSON text and that text's size in UTF-8 bytes.
+            The data JSON, the metadata JSON, and their size together in UTF-8
+            bytes, which ``max_payload_bytes`` bounds.
+
+        Raises:
+            InvalidDataError: either cannot be stored exactly.
+            PayloadTooLargeError: together they are over ``max_payload_bytes``.
         """
-        return encode_payload(value, what, self.max_depth, self.max_payload_bytes)
+        limit = self.max_payload_bytes
+        data_json, data_bytes = encode_payload(data, "data", self.max_depth, limit)
+        meta_json, meta_bytes = encode_payload(
+            {} if metadata is None else metadata, "metadata", self.max_depth, limit
+        )
+        size = data_bytes + meta_bytes
+        if size > limit:
+            raise PayloadTooLargeError(
+                f"data and metadata are {size} bytes as JSON together; the store's limit "
+                f"(max_payload_bytes) is {limit} bytes"
+            )
+        return data_json, meta_json, size
 
     # -- operations, run by each flavour ------------------------------------------
 

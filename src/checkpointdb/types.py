@@ -26,7 +26,8 @@ def require_aware(value: object, what: str = "datetime") -> datetime:
 
     Raises:
         NaiveDatetimeError: ``value`` has no timezone (we never guess one).
-        InvalidDataError: ``value`` is not a datetime at all.
+        InvalidDataError: ``value`` is not a datetime at all, or it has no UTC
+            equivalent (a time on 0001-01-01 east of UTC, say).
     """
     if not isinstance(value, datetime):
         raise InvalidDataError(f"{what} must be a timezone-aware datetime, got {value!r}")
@@ -35,7 +36,13 @@ def require_aware(value: object, what: str = "datetime") -> datetime:
             f"{what} {value.isoformat()} has no timezone; pass an aware datetime "
             "such as datetime.now(timezone.utc)"
         )
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidDataError(
+            f"{what} {value.isoformat()} is outside the range of UTC datetimes "
+            "(0001-01-01 to 9999-12-31)"
+        ) from None
 
 
 def encode_time_text(value: datetime) -> str:
