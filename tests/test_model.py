@@ -62,6 +62,7 @@ class Row:
     timestamp: datetime
     data: dict[str, Any]
     metadata: dict[str, Any]
+    pinned: bool = False
 
     def id(self) -> str:
         return f"{SESSION}:{self.seq}"
@@ -77,15 +78,19 @@ class ReferenceManager:
     rows: list[Row] = field(default_factory=list)
     last_seq: int = 0
 
-    def create(self, name: str, data: dict[str, Any], meta: dict[str, Any], ts: datetime) -> str:
+    def create(
+        self, name: str, data: dict[str, Any], meta: dict[str, Any], ts: datetime, pin: bool
+    ) -> str:
         self.last_seq += 1
-        self.rows.append(Row(self.last_seq, name, ts, data, meta))
+        self.rows.append(Row(self.last_seq, name, ts, data, meta, pin))
         if self.compress_after is not None and len(self.rows) > self.compress_after:
             self.compact(self.keep_recent)
         if self.max_checkpoints is not None and len(self.rows) > self.max_checkpoints:
-            # the oldest between the first and the newest go; those two always stay
-            excess = len(self.rows) - self.max_checkpoints
-            victims = {row.seq for row in self.rows[1:-1][:excess]}
+            # Pins neither count toward the cap nor go; of the unpinned rows
+            # between the first and the newest, the oldest go.
+            excess = sum(not row.pinned for row in self.rows) - self.max_checkpoints
+            candidates = [row for row in self.rows[1:-1] if not row.pinned]
+            victims = {row.seq for row in candidates[: max(excess, 0)]}
             self.rows = [row for row in self.rows if row.seq not in victims]
         return f"{SESSION}:{self.last_seq}"
 
@@ -100,7 +105,7 @@ class ReferenceManager:
         for row in middle:
             newest[row.name] = row.seq
         keep = set(newest.values())
-        return [row.seq for row in middle if row.seq not in keep]
+        return [row.seq for row in middle if row.seq not in keep and not row.pinned]
 
     def compact(self, keep_recent: int) -> list[int]:
         victims = set(self.compaction_victims(keep_recent))
@@ -121,6 +126,7 @@ class ReferenceManager:
                     datetime.fromisoformat(entry["timestamp"]),
                     entry["data"],
                     entry.get("metadata", {}),
+                    entry.get("pinned", False),
                 )
             )
 
@@ -156,7 +162,9 @@ def _size(value: dict[str, Any]) -> int:
 
 
 def _as_dict(row: Row) -> dict[str, Any]:
-    return Checkpoint(row.id(), row.name, row.timestamp, row.data, row.metadata).to_dict()
+    return Checkpoint(
+        row.id(), row.name, row.timestamp, row.data, row.metadata, row.pinned
+    ).to_dict()
 
 
 def _same(checkpoint: Checkpoint | None, row: Row | None) -> None:
@@ -171,6 +179,7 @@ def _same(checkpoint: Checkpoint | None, row: Row | None) -> None:
     )
     assert checkpoint.data == row.data
     assert checkpoint.metadata == row.metadata
+    assert checkpoint.pinned == row.pinned
     assert checkpoint.timestamp.tzinfo is not None
 
 
@@ -204,10 +213,17 @@ class StoreMachine(RuleBasedStateMachine):
         self.model = ReferenceManager(max_checkpoints, compress_after, keep_recent)
         self.mgr = self._manager()
 
-    @rule(name=st.sampled_from(NAMES), data=json_objects, meta=st.none() | json_objects)
-    def create(self, name: str, data: dict[str, Any], meta: dict[str, Any] | None) -> None:
-        checkpoint = self.mgr.create(name, data, meta)
-        expected_id = self.model.create(name, data, meta or {}, checkpoint.timestamp)
+    @rule(
+        name=st.sampled_from(NAMES),
+        data=json_objects,
+        meta=st.none() | json_objects,
+        pin=st.sampled_from([False, False, False, True]),
+    )
+    def create(
+        self, name: str, data: dict[str, Any], meta: dict[str, Any] | None, pin: bool
+    ) -> None:
+        checkpoint = self.mgr.create(name, data, meta, pin=pin)
+        expected_id = self.model.create(name, data, meta or {}, checkpoint.timestamp, pin)
         assert checkpoint.id == expected_id
         assert checkpoint.data == data
 
@@ -250,6 +266,16 @@ class StoreMachine(RuleBasedStateMachine):
         assert [cp.id for cp in self.mgr.get_between(start, end)] == [
             r.id() for r in self.model.rows if start <= r.timestamp <= end
         ]
+
+    @rule(index=st.integers(0, 200), pinned=st.booleans())
+    def pin(self, index: int, pinned: bool) -> None:
+        if self.model.rows:
+            row = self.model.rows[index % len(self.model.rows)]
+            action = self.mgr.pin if pinned else self.mgr.unpin
+            assert action(row.id()) is True
+            row.pinned = pinned
+        missing = f"{SESSION}:{self.model.last_seq + 1 + index}"
+        assert self.mgr.pin(missing) is False
 
     @rule()
     def clear(self) -> None:
