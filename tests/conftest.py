@@ -22,6 +22,8 @@ from checkpointdb import CheckpointStore
 POSTGRES_URL = os.environ.get("CHECKPOINTDB_TEST_POSTGRES_URL", "")
 REQUIRE_POSTGRES = os.environ.get("CHECKPOINTDB_REQUIRE_POSTGRES") == "1"
 BACKENDS = ["sqlite", "postgresql"]
+# How many PostgreSQL tests a run without a server left out.
+_LEFT_OUT = pytest.StashKey[int]()
 
 
 def _driver_url(url: str) -> str:
@@ -71,6 +73,40 @@ class PostgresSchemas:
         with psycopg.connect(_driver_url(self.base_url), autocommit=True) as conn:
             for schema in self.created:
                 conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def _needs_postgres(item: pytest.Item) -> bool:
+    """True for a test that runs only against the PostgreSQL server."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and callspec.params.get("backend") == "postgresql":
+        return True
+    return "postgres_url" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without a PostgreSQL server (and outside CI), leave its tests out in one line.
+
+    Skipping them one by one buried the run's result under a line per test.
+    """
+    if POSTGRES_URL or REQUIRE_POSTGRES:
+        return
+    kept = [item for item in items if not _needs_postgres(item)]
+    left_out = [item for item in items if _needs_postgres(item)]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
+        config.stash[_LEFT_OUT] = len(left_out)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say once why the PostgreSQL tests did not run, and how to run them."""
+    count = terminalreporter.config.stash.get(_LEFT_OUT, 0)
+    if count:
+        terminalreporter.write_line(
+            f"{count} PostgreSQL tests left out: CHECKPOINTDB_TEST_POSTGRES_URL is not set "
+            '(start a server with: eval "$(bash .ci/postgres.sh)")'
+        )
+
 
 
 @pytest.fixture(params=BACKENDS)
