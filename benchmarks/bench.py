@@ -69,6 +69,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import async_bench
+
 from checkpointdb import CheckpointManager, CheckpointStore
 
 try:
@@ -95,6 +97,7 @@ FULL_SIZES: dict[str, Any] = {
     "creates": 5000,
     "creates_full": 1500,
     "compaction_creates": 5000,
+    "async_calls": 1000,
     "rounds": 10,
     # FULL waits on fsync, which other processes' I/O disturbs: many short rounds.
     "rounds_full": 30,
@@ -109,6 +112,7 @@ QUICK_SIZES: dict[str, Any] = {
     "creates": 500,
     "creates_full": 100,
     "compaction_creates": 500,
+    "async_calls": 200,
     "rounds": 5,
     "rounds_full": 5,
     "lookup_reps": 200,
@@ -722,6 +726,29 @@ class Bench:
         self.report.add("File size", note + "\n\n" + table(header, rows))
         share = ratio(sizes["ours"], sizes["raw"]) or 0.0
         self.report.target("file size <= 1.15x raw", f"{share:.3f}x", share <= 1.15)
+
+    def async_creates(self) -> None:
+        """The async_bench.py rows: async create vs sync create, and 50 tasks at once."""
+        rounds = self.sizes["rounds"]
+        figures = async_bench.measure(self.work / "async", rounds, self.sizes["async_calls"])
+        rows = [
+            [name, statistics.median(s.rounds), min(s.rounds), max(s.rounds)]
+            for name, s in figures.items()
+        ]
+        body = (
+            "Our async create against our sync create and LangGraph's AsyncSqliteSaver.aput "
+            "(one call after another), and 50 tasks x 20 creates on one async store, at "
+            "synchronous=NORMAL with compaction off (benchmarks/async_bench.py). Median of "
+            f"{rounds} interleaved rounds, with the lowest and highest round."
+        )
+        self.report.add(
+            "Async create (SQLite)",
+            body + "\n\n" + table(["", "median", "lowest", "highest"], rows),
+        )
+        share = statistics.median(figures["async create µs"].rounds) / statistics.median(
+            figures["sync create µs"].rounds
+        )
+        self.report.target("async create <= 1.5x sync create", f"{share:.2f}x", share <= 1.5)
 
     def compaction_cost(self) -> None:
         n = self.sizes["compaction_creates"]
@@ -1363,6 +1390,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.create_rates()
         bench.file_sizes()
         bench.compaction_cost()
+        bench.async_creates()
         bench.lookups()
         bench.compact_time()
         bench.startup()

@@ -23,7 +23,6 @@ import test_manager
 import test_retention
 from async_facade import open_facade_store
 from conftest import _driver_url
-from sqlalchemy.pool import QueuePool
 
 from checkpointdb import (
     AsyncCheckpointManager,
@@ -36,6 +35,7 @@ from checkpointdb import (
     StoreBusyError,
     StoreClosedError,
 )
+from checkpointdb.operations import read
 from checkpointdb.repository import PAGE_SIZE
 
 T = TypeVar("T")
@@ -75,9 +75,7 @@ async def opened(url: str, **options: Any) -> AsyncCheckpointStore:
 
 
 def checked_out(store: AsyncCheckpointStore) -> int:
-    pool = store._database().engine.sync_engine.pool
-    assert isinstance(pool, QueuePool)
-    return pool.checkedout()
+    return store.context().db.in_use()
 
 
 def payload_size(checkpoint: Checkpoint) -> int:
@@ -432,7 +430,7 @@ def test_sqlite_is_never_called_from_the_event_loop_thread(
         conn.set_trace_callback(lambda _statement: threads.append(threading.get_ident()))
         return conn
 
-    # aiosqlite calls sqlite3.connect; SQLAlchemy's pysqlite (the schema check
+    # Both names, whichever the driver calls; SQLAlchemy's pysqlite (the schema check
     # at open) calls sqlite3.dbapi2.connect.
     monkeypatch.setattr(sqlite3, "connect", connect)
     monkeypatch.setattr(sqlite3.dbapi2, "connect", connect)
@@ -476,7 +474,7 @@ def _in_child(work: Callable[[], None]) -> int:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
-def test_a_forked_child_gets_a_fresh_pool_or_a_clear_refusal(backend_url: str) -> None:
+def test_a_forked_child_writes_on_threads_and_connections_of_its_own(backend_url: str) -> None:
     runner = asyncio.Runner()
     try:
         store = runner.run(opened(backend_url))
@@ -484,16 +482,15 @@ def test_a_forked_child_gets_a_fresh_pool_or_a_clear_refusal(backend_url: str) -
         def child_creates() -> None:
             asyncio.run(store.manager("s").create("child", {}))
 
-        # No pooled connection yet (a sync one checked the schema): the child may write.
         assert _in_child(child_creates) == 0
         assert runner.run(store.manager("s").create("parent", {})).seq == 2
-        # Now the pool holds connections: SQLite's make a child refuse, PostgreSQL's
-        # are left to the parent and the child gets its own.
-        assert _in_child(child_creates) == (3 if store.dialect == "sqlite" else 0)
+        # Now the parent has worker threads and a connection: the child has
+        # neither (SQLite's idle connections are closed before the fork, as
+        # for the sync store), so it starts its own.
+        assert _in_child(child_creates) == 0
         names = [cp.name for cp in runner.run(store.manager("s").get_all())]
-        assert names == (["child", "parent"] if store.dialect == "sqlite" else
-                         ["child", "parent", "child"])  # fmt: skip
-        assert runner.run(store.manager("s").create("parent again", {})) is not None
+        assert names == ["child", "parent", "child"]
+        assert runner.run(store.manager("s").create("parent again", {})).seq == 4
         runner.run(store.close())
     finally:
         runner.close()
@@ -543,7 +540,7 @@ def test_sqlite_connections_get_the_sync_engines_pragmas(sqlite_path: Path) -> N
 
     async def main() -> list[Any]:
         async with AsyncCheckpointStore(sqlite_path, **settings) as store:
-            return await store._database().run(probe, snapshot=False)
+            return await store._perform(read(probe))
 
     assert expected == ["wal", 2, 1, 12500]
     assert run(main) == expected

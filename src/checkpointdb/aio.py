@@ -3,11 +3,23 @@
 The same methods, arguments, answers and guarantees as
 :class:`~checkpointdb.CheckpointStore` and :class:`~checkpointdb.CheckpointManager`,
 as coroutines. Both flavours build the same operations (checks, a transaction
-body on the repository's SQL, a finish; see :mod:`checkpointdb.store`); this
-one awaits them on an :class:`~checkpointdb.aengine.AsyncDatabase`, so the
-event loop never waits on the database. Needs the ``async`` extra
-(``pip install 'checkpointdb[async]'``): aiosqlite for SQLite, psycopg 3's
-async mode for PostgreSQL.
+body on the repository's SQL, a finish; see :mod:`checkpointdb.operations`)
+and run them with the same :func:`~checkpointdb.operations.perform` on the
+same sync :class:`~checkpointdb.engine.Database`: this flavour hands each
+call to a small pool of worker threads owned by the store, in one hop, so
+the event loop never waits on the database. (A create is one hop, where
+an asyncio driver would await every statement.) No extra dependency is
+needed; the ``async`` extra is kept, empty, for installs that name it.
+
+Cancelling a task that awaits a call never cuts a transaction in two. If
+the call had not started on its worker thread, it never runs. If it had,
+its body runs to the end there, committed or rolled back whole, and the task
+then raises :class:`asyncio.CancelledError`; the call's answer is lost, but
+a create that committed is in the store. So cancellation takes effect after
+at most one call, which can be as long as ``busy_timeout`` when another
+process holds the write lock. A stream (``find()``, ``async for``) holds no
+worker thread between pages; closing it or cancelling its reader ends its
+transaction on a worker thread.
 
 Where the sync API uses a protocol that cannot await, this one differs:
 
@@ -23,18 +35,20 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from datetime import datetime, timedelta
+from itertools import islice
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import URL
 
-from .aengine import AsyncDatabase, check_async_url
 from .checkpoint import Checkpoint, JSONDict, SessionInfo
 from .engine import DEFAULT_SETTINGS, Database, describe, resolve_url
-from .errors import StoreClosedError
+from .errors import CheckpointDBError, StoreClosedError
 from .manager import (
     FIRST_PAGE_AFTER,
     FIRST_PAGE_BEFORE,
@@ -44,54 +58,121 @@ from .manager import (
     log_callback_failure,
     next_page,
 )
-from .query import FindQuery, JSONFilter
-from .repository import PAGE_SIZE, Repository
-from .store import (
-    ExpiryReport,
-    Plan,
-    Ready,
-    StoreBase,
-    VacuumReport,
-    backup_sqlite,
-    open_database,
-)
+from .operations import Context, Plan, Ready, find_body, perform, stream
+from .query import FindQuery, session_filters, takes_filters
+from .repository import PAGE_SIZE
+from .store import ExpiryReport, StoreBase, VacuumReport, backup_sqlite, open_database
 from .validate import DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAYLOAD_BYTES
 
 T = TypeVar("T")
 
 AsyncCheckpointCallback = Callable[[Checkpoint], Awaitable[None] | None]
 
-
-async def perform_async(plan: Plan[T], adb: AsyncDatabase) -> T:
-    """Await a plan on an :class:`AsyncDatabase`: one transaction, then its finish."""
-    if isinstance(plan, Ready):
-        return plan.value
-    if plan.autocommit:
-        result = await adb.run_outside(plan.body)
-    else:
-        result = await adb.run(
-            plan.body, write=plan.write, snapshot=plan.snapshot, commit=plan.commit
-        )
-    return plan.finish(result)
+# Worker threads per store. SQLite has one writer at a time: its writes go
+# to one thread of their own, in order, and never meet each other in
+# SQLite's sleep-and-retry busy handler; reads take a few more threads, so
+# they go on while a write waits for another process's lock. PostgreSQL
+# runs as many calls at once as the pool lends connections.
+_SQLITE_READ_THREADS = 3
+_POSTGRESQL_THREADS = DEFAULT_SETTINGS["pool_size"] + DEFAULT_SETTINGS["max_overflow"]
 
 
-def _open_with_sync_database(
-    url: URL, auto_upgrade: bool, synchronous: str, busy_timeout: float, echo: bool
-) -> tuple[str, float]:
-    """Create, check or upgrade the database with a short-lived sync Database (in a thread).
+def check_async_url(url: URL) -> None:
+    """Refuse, before anything is opened, a database URL the asyncio API cannot run.
 
-    Returns:
-        The validated ``synchronous`` and ``busy_timeout`` settings.
+    Raises:
+        CheckpointDBError: a PostgreSQL URL with another driver than psycopg.
     """
-    db, _repo = open_database(
-        url,
-        auto_upgrade=auto_upgrade,
-        synchronous=synchronous,
-        busy_timeout=busy_timeout,
-        echo=echo,
-    )
-    db.dispose()
-    return db.synchronous, db.busy_timeout
+    if url.get_backend_name() == "postgresql" and url.get_driver_name() != "psycopg":
+        raise CheckpointDBError(
+            f"the asyncio API runs PostgreSQL through psycopg 3: use a postgresql+psycopg:// "
+            f"URL, not {describe(url)!r}"
+        )
+
+
+async def _outlive(job: Future[Any]) -> None:
+    """Wait until ``job`` has ended on its thread, through any further cancellation."""
+    waiting = asyncio.wrap_future(job)
+    while not waiting.done():
+        # Its outcome belongs to no one now; only its end matters.
+        with suppress(asyncio.CancelledError, Exception):
+            await asyncio.shield(waiting)
+    if not waiting.cancelled():
+        waiting.exception()  # retrieved, so asyncio does not log it as lost
+
+
+def _take(items: Iterator[T], count: int) -> list[T]:
+    return list(islice(items, count))
+
+
+class _Worker:
+    """The sync Database of an asyncio store, and the threads that run its operations.
+
+    After ``fork()``, a child starts threads of its own (the parent's do not
+    exist there); the Database handles its connections as for the sync API.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._pid = os.getpid()
+        self._readers: ThreadPoolExecutor | None = None
+        self._writer: ThreadPoolExecutor | None = None
+
+    def _start(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+        if self.db.is_sqlite:
+            readers = ThreadPoolExecutor(_SQLITE_READ_THREADS, "checkpointdb-read")
+            return readers, ThreadPoolExecutor(1, "checkpointdb-write")
+        shared = ThreadPoolExecutor(_POSTGRESQL_THREADS, "checkpointdb")
+        return shared, shared
+
+    def _pool(self, write: bool = False) -> ThreadPoolExecutor:
+        if self._readers is None or self._writer is None or self._pid != os.getpid():
+            self._readers, self._writer = self._start()
+            self._pid = os.getpid()
+        return self._writer if write else self._readers
+
+    async def call(self, function: Callable[..., T], *args: Any, write: bool = False) -> T:
+        """``function(*args)`` on a worker thread, in one hop (see the module on cancellation).
+
+        ``write`` sends it to the thread of SQLite's writes.
+        """
+        job = self._pool(write).submit(function, *args)
+        try:
+            return await asyncio.wrap_future(job)
+        except asyncio.CancelledError:
+            if not job.cancelled():  # it had started: let it end whole first
+                await _outlive(job)
+            raise
+
+    async def perform(self, plan: Plan[T]) -> T:
+        """Run a plan as :func:`~checkpointdb.operations.perform` does, on a worker thread."""
+        if isinstance(plan, Ready):
+            return plan.value
+        return await self.call(perform, plan, self.db, write=plan.write or plan.autocommit)
+
+    async def stream(self, items: Generator[T, None, None], batch: int) -> AsyncIterator[T]:
+        """The items of a sync iterator over one transaction, read ``batch`` at a time.
+
+        Each batch is one hop to a worker thread; no thread waits in between,
+        and at most one batch is in memory. Closing the async iterator closes
+        ``items`` (ending its transaction) on a worker thread.
+        """
+        try:
+            while chunk := await self.call(_take, items, batch):
+                for item in chunk:
+                    yield item
+        finally:
+            await _outlive(self._pool().submit(items.close))
+
+    async def close(self) -> None:
+        """Wait for running calls, stop the threads and close the database's connections."""
+        executors = {self._readers, self._writer}
+        self._readers = self._writer = None
+        if self._pid == os.getpid():
+            for executor in executors:
+                if executor is not None:
+                    await asyncio.to_thread(executor.shutdown)
+        self.db.dispose()
 
 
 class AsyncCheckpointStore(StoreBase):
@@ -104,8 +185,8 @@ class AsyncCheckpointStore(StoreBase):
     loop: its pooled connections belong to that loop.
 
     Args:
-        url: an SQLite path, an SQLAlchemy URL (any ``sqlite://`` one runs on
-            aiosqlite; PostgreSQL needs ``postgresql+psycopg://``), or None
+        url: an SQLite path, an SQLAlchemy URL (PostgreSQL needs
+            ``postgresql+psycopg://``), or None
             for ``$CHECKPOINTDB_URL``, else ``./checkpoints.db``.
         auto_upgrade, synchronous, busy_timeout, max_payload_bytes, max_depth, echo:
             as for :class:`~checkpointdb.CheckpointStore`.
@@ -133,8 +214,8 @@ class AsyncCheckpointStore(StoreBase):
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
         self._echo = echo
-        # The database and its repository, once open.
-        self._opened: tuple[AsyncDatabase, Repository] | None = None
+        # The worker and the managers' context, once open.
+        self._opened: tuple[_Worker, Context] | None = None
         self._closed = False
 
     @classmethod
@@ -167,21 +248,20 @@ class AsyncCheckpointStore(StoreBase):
             raise StoreClosedError(f"the store for {self.where} is closed")
         if self._opened is not None:
             return
-        synchronous, busy_timeout = await asyncio.to_thread(
-            _open_with_sync_database,
+        db, repo = await asyncio.to_thread(
+            open_database,
             self._url,
-            self._auto_upgrade,
-            self._synchronous,
-            self._busy_timeout,
-            self._echo,
+            auto_upgrade=self._auto_upgrade,
+            synchronous=self._synchronous,
+            busy_timeout=self._busy_timeout,
+            echo=self._echo,
         )
-        if self._opened is None:  # another task may have opened it meanwhile
-            adb = AsyncDatabase(
-                self._url, synchronous=synchronous, busy_timeout=busy_timeout, echo=self._echo
-            )
-            self._opened = adb, Repository(adb.engine.dialect, adb.where)
+        if self._opened is None:
+            self._opened = _Worker(db), Context(db, repo, self.encode)
+        else:  # another task opened it meanwhile
+            db.dispose()
 
-    def _open_parts(self) -> tuple[AsyncDatabase, Repository]:
+    def _open_parts(self) -> tuple[_Worker, Context]:
         if self._opened is None:
             state = "closed" if self._closed else "not open yet"
             raise StoreClosedError(
@@ -190,14 +270,19 @@ class AsyncCheckpointStore(StoreBase):
             )
         return self._opened
 
-    def _database(self) -> AsyncDatabase:
+    def _worker(self) -> _Worker:
         return self._open_parts()[0]
 
-    def _repository(self) -> Repository:
+    def context(self) -> Context:
+        """The database, repository and payload encoder this store's managers use.
+
+        Raises:
+            StoreClosedError: the store is not open (yet, or any more).
+        """
         return self._open_parts()[1]
 
     async def _perform(self, plan: Plan[T]) -> T:
-        return await perform_async(plan, self._database())
+        return await self._worker().perform(plan)
 
     # -- identity -------------------------------------------------------------
 
@@ -259,20 +344,13 @@ class AsyncCheckpointStore(StoreBase):
     async def backup(self, path: str | os.PathLike[str]) -> Path:
         """Copy the live SQLite database to a new file (0600) with SQLite's backup API.
 
-        Runs in a worker thread on a connection of its own.
+        Runs on a worker thread.
 
         Raises:
             CheckpointDBError: the target exists, or the store is on PostgreSQL.
         """
-        adb = self._database()
-        return await asyncio.to_thread(self._backup, adb, path)
-
-    def _backup(self, adb: AsyncDatabase, path: str | os.PathLike[str]) -> Path:
-        db = Database(self._url, synchronous=self._synchronous, busy_timeout=adb.busy_timeout)
-        try:
-            return backup_sqlite(db, path)
-        finally:
-            db.dispose()
+        worker = self._worker()
+        return await worker.call(backup_sqlite, worker.db, path)
 
     async def expire(self, older_than: timedelta, *, dry_run: bool = False) -> ExpiryReport:
         """Delete checkpoints older than ``older_than``; see :meth:`CheckpointStore.expire`.
@@ -280,7 +358,7 @@ class AsyncCheckpointStore(StoreBase):
         Pinned checkpoints and each session's newest stay; one transaction per session.
         """
         expiry = self._expiry(older_than, dry_run)
-        repo = self._repository()
+        repo = self.context().repo
         for info in await self.sessions():
             await self._perform(expiry.session_operation(repo, info.id))
         return expiry.report()
@@ -291,17 +369,8 @@ class AsyncCheckpointStore(StoreBase):
 
     # -- find -----------------------------------------------------------------
 
-    def find(
-        self,
-        name: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        metadata: JSONFilter | None = None,
-        data: JSONFilter | None = None,
-        limit: int | None = None,
-        newest_first: bool = True,
-        session_id: str | None = None,
-    ) -> AsyncIterator[Checkpoint]:
+    @takes_filters(FindQuery.build)
+    def find(self, query: FindQuery) -> AsyncIterator[Checkpoint]:
         """Stream the checkpoints that match every filter: ``async for cp in store.find(...)``.
 
         The arguments and order are :meth:`CheckpointStore.find`'s, and so is
@@ -314,17 +383,8 @@ class AsyncCheckpointStore(StoreBase):
             NaiveDatetimeError: ``since`` or ``until`` has no timezone.
             InvalidDataError: any other bad argument; the message names it.
         """
-        query = FindQuery.build(
-            session_id=session_id,
-            name=name,
-            since=since,
-            until=until,
-            metadata=metadata,
-            data=data,
-            limit=limit,
-            newest_first=newest_first,
-        )
-        return self._database().stream(self._find_body(query), batch=PAGE_SIZE)
+        worker = self._worker()
+        return worker.stream(stream(worker.db, find_body(self.context().repo, query)), PAGE_SIZE)
 
     # -- lifetime -------------------------------------------------------------
 
@@ -332,9 +392,9 @@ class AsyncCheckpointStore(StoreBase):
         """Close every pooled connection. The store cannot be used afterwards."""
         self._closed = True
         if self._opened is not None:
-            adb, _repo = self._opened
+            worker, _context = self._opened
             self._opened = None
-            await adb.dispose()
+            await worker.close()
 
     async def __aenter__(self) -> AsyncCheckpointStore:
         await self._open()
@@ -379,6 +439,9 @@ class AsyncCheckpointManager(ManagerBase):
         super().__init__(session_id, max_checkpoints, compress_after, keep_recent)
         self.store = store
         self._on_checkpoint: AsyncCheckpointCallback | None = None
+
+    def _context(self) -> Context:
+        return self.store.context()
 
     def __repr__(self) -> str:
         return f"AsyncCheckpointManager({self.session_id!r}, store={self.store!r})"
@@ -512,17 +575,8 @@ class AsyncCheckpointManager(ManagerBase):
 
     # -- find -------------------------------------------------------------------
 
-    def find(
-        self,
-        name: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        metadata: JSONFilter | None = None,
-        data: JSONFilter | None = None,
-        limit: int | None = None,
-        newest_first: bool = True,
-    ) -> AsyncIterator[Checkpoint]:
+    @takes_filters(session_filters)
+    def find(self, query: FindQuery) -> AsyncIterator[Checkpoint]:
         """Stream this session's checkpoints that match every filter (see the store's find)."""
-        return self.store.find(
-            name, since, until, metadata, data, limit, newest_first, session_id=self.session_id
-        )
+        worker = self.store._worker()
+        return worker.stream(stream(worker.db, self._find(query)), PAGE_SIZE)

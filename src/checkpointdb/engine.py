@@ -8,9 +8,11 @@ Everything that depends on *how* we talk to the database lives here:
 * per-connection pragmas (WAL, foreign keys, synchronous, busy timeout) and
   the pysqlite transaction recipe, so that writes take the lock up front with
   ``BEGIN IMMEDIATE`` and SQLAlchemy never issues a BEGIN of its own;
-* short transactions on the pooled DBAPI connection (:meth:`Database.write`,
-  :meth:`Database.read`) that always end in COMMIT or ROLLBACK;
-* turning driver errors into :mod:`checkpointdb.errors` with the file named.
+* short transactions on the pooled DBAPI connection
+  (:meth:`Database.transaction`) that always end in COMMIT or ROLLBACK, for
+  both flavours of the API (the asyncio one runs them on worker threads);
+* turning driver errors into :mod:`checkpointdb.errors` with the file named,
+  in one place (:class:`DriverErrors`).
 """
 
 from __future__ import annotations
@@ -259,13 +261,39 @@ def translate_error(exc: BaseException, where: str, busy_timeout: float) -> Chec
     return CheckpointDBError(f"{where}: {type(orig).__name__}: {message}")
 
 
+class DriverErrors:
+    """``with errors:`` turns a driver error raised inside into one of ours, naming the database.
+
+    The one place driver errors are translated (by :func:`translate_error`).
+    A class, not a generator: it is on every transaction's path.
+    """
+
+    __slots__ = ("busy_timeout", "where")
+
+    def __init__(self, where: str, busy_timeout: float) -> None:
+        self.where = where
+        self.busy_timeout = busy_timeout
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, Exception) and is_driver_error(exc):
+            raise translate_error(exc, self.where, self.busy_timeout) from exc
+
+
 def configure_sqlite_connection(
     dbapi_connection: Any, synchronous: str, busy_timeout: float
 ) -> None:
-    """Set up a new SQLite DBAPI connection (pysqlite or aiosqlite's adapter)."""
+    """Set up a new SQLite DBAPI connection."""
     # The driver must never BEGIN on its own: we (or the "begin" hook) do
     # it, so write transactions can be BEGIN IMMEDIATE (SQLAlchemy's
-    # documented recipe for both pysqlite and aiosqlite).
+    # documented pysqlite recipe).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
@@ -387,6 +415,7 @@ class Database:
         if self.is_sqlite:
             prepare_sqlite_file(Path(str(url.database)))
         self._echo = echo
+        self.errors = DriverErrors(self.where, self.busy_timeout)
         self._lock = threading.Lock()
         self._closed = False
         self._engine = create_sqlalchemy_engine(
@@ -470,12 +499,8 @@ class Database:
             else:
                 self._busy.add(raw)
                 return raw
-        try:
+        with self.errors:
             raw = engine.raw_connection()
-        except CheckpointDBError:
-            raise
-        except Exception as exc:
-            raise self.translate(exc) from exc
         if self.is_sqlite:
             self._busy.add(raw)
         return raw
@@ -542,11 +567,8 @@ class Database:
                 raw.rollback()
                 dbapi.autocommit = True
             try:
-                yield cursor
-            except Exception as exc:
-                if is_driver_error(exc):
-                    raise self.translate(exc) from exc
-                raise
+                with self.errors:
+                    yield cursor
             finally:
                 cursor.close()
                 if not self.is_sqlite:
@@ -557,13 +579,8 @@ class Database:
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         """A SQLAlchemy Connection (for migrations and schema work), errors translated."""
-        try:
-            with self.engine.connect() as connection:
-                yield connection
-        except CheckpointDBError:
-            raise
-        except DBAPIError as exc:
-            raise self.translate(exc) from exc
+        with self.errors, self.engine.connect() as connection:
+            yield connection
 
     def dispose(self) -> None:
         """Close every pooled connection; the Database cannot be used afterwards.
@@ -636,9 +653,8 @@ class _Transaction:
         except Exception:  # the connection may be dead; do not reuse it
             raw.invalidate()
         self._db.checkin(raw)
-        if isinstance(exc, Exception) and is_driver_error(exc):
-            raise self._db.translate(exc) from exc
-        raise exc
+        with self._db.errors:
+            raise exc
 
 
 # SQLite databases open in this process, for the fork hook below.

@@ -5,41 +5,65 @@ to keep, how ids are assigned on import); the repository runs the SQL.
 Every write is one short transaction; callbacks run after its COMMIT.
 
 The policy lives in :class:`ManagerBase`, once for both flavours of the API:
-each operation is a plan (checks, then an :class:`~checkpointdb.store.Operation`
+each operation is a plan (checks, then an :class:`~checkpointdb.operations.Operation`
 whose body runs in one transaction and whose finish builds the answer).
-:class:`CheckpointManager` runs plans with :func:`~checkpointdb.store.perform`;
-the asyncio :class:`~checkpointdb.aio.AsyncCheckpointManager` awaits them.
+:class:`CheckpointManager` runs plans with :func:`~checkpointdb.operations.perform`;
+the asyncio :class:`~checkpointdb.aio.AsyncCheckpointManager` awaits the same
+function on a worker thread. A manager knows its store only through the
+:class:`~checkpointdb.operations.Context` the store hands it; the store sits
+above the manager and is never imported here.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from .checkpoint import Checkpoint, JSONDict, format_id, parse_id
 from .engine import Cursor
 from .errors import ImportFormatError, InvalidDataError, NaiveDatetimeError
-from .query import JSONFilter
-from .repository import END_OF_TIME, PAGE_SIZE, NameCount, NewRow, Removed
-from .store import (
-    CheckpointStore,
+from .operations import (
+    Context,
     Operation,
     Plan,
     Ready,
-    StoreBase,
-    default_store,
+    find_body,
     perform,
     read,
+    stream,
     unchanged,
 )
+from .query import FindQuery, session_filters, takes_filters
+from .repository import END_OF_TIME, PAGE_SIZE, NameCount, NewRow, Removed
 from .types import require_aware
 from .validate import check_identifier
 
 logger = logging.getLogger(__name__)
+
+
+class ContextSource(Protocol):
+    """A store, as a manager sees it: the source of its :class:`Context`."""
+
+    def context(self) -> Context:
+        """The database, repository and payload encoder the store's managers use."""
+
+
+# The store that ``CheckpointManager(session_id)`` with no store uses. The
+# store module registers its ``default_store`` here when it is imported (the
+# package imports it first): the manager sits below the store, so it cannot
+# import the store to find it.
+_default_store: Callable[[], ContextSource] | None = None
+
+
+def use_default_store(factory: Callable[[], ContextSource]) -> None:
+    """Make ``factory`` give the store of managers created without one."""
+    global _default_store
+    _default_store = factory
 
 CheckpointCallback = Callable[[Checkpoint], None]
 
@@ -161,15 +185,13 @@ def _summary(parts: _SummaryParts) -> dict[str, Any]:
     }
 
 
-class ManagerBase:
+class ManagerBase(ABC):
     """The policy of one session's manager, whichever flavour of the API runs it.
 
     Each method here checks its arguments and returns a plan; it touches no
     database. The subclasses run the plans and add what differs between the
     flavours: callbacks, iteration, and the public signatures.
     """
-
-    store: StoreBase
 
     def __init__(
         self,
@@ -187,16 +209,24 @@ class ManagerBase:
         self.compress_after = compress_after
         self.keep_recent = keep_recent
 
+    @abstractmethod
+    def _context(self) -> Context:
+        """The store's database, repository and encoder (the store must be open)."""
+
+    def _find(self, query: FindQuery) -> Callable[[Cursor], Iterable[Checkpoint]]:
+        return find_body(self._context().repo, replace(query, session_id=self.session_id))
+
     # -- writing ----------------------------------------------------------------
 
     def _create(
         self, name: str, data: JSONDict, metadata: JSONDict | None, pin: bool
     ) -> Operation[int, Checkpoint]:
         check_identifier(name, "name")
-        data_json, meta_json, size = self.store.encode(data, metadata)
+        context = self._context()
+        data_json, meta_json, size = context.encode(data, metadata)
         pinned = bool(pin)
         now = datetime.now(UTC)
-        repo, session_id = self.store._repository(), self.session_id
+        repo, session_id = context.repo, self.session_id
         compress_after, max_checkpoints = self.compress_after, self.max_checkpoints
         keep_recent = self.keep_recent
 
@@ -227,7 +257,7 @@ class ManagerBase:
 
     def _clear(self) -> Operation[int, int]:
         now = datetime.now(UTC)
-        repo, session_id = self.store._repository(), self.session_id
+        repo, session_id = self._context().repo, self.session_id
 
         def finish(count: int) -> int:
             logger.info("session %s: cleared %d checkpoints", session_id, count)
@@ -244,7 +274,7 @@ class ManagerBase:
         _check_limit(keep, "keep_recent", 0, optional=False)
         now = datetime.now(UTC)
         cutoff = END_OF_TIME if older_than is None else now - _check_age(older_than)
-        repo, session_id = self.store._repository(), self.session_id
+        repo, session_id = self._context().repo, self.session_id
 
         def body(cursor: Cursor) -> tuple[list[Removed], dict[str, int]]:
             removed = repo.compact(cursor, session_id, keep, now, cutoff)
@@ -266,7 +296,7 @@ class ManagerBase:
         seq = self._seq_of(checkpoint_id)
         if seq is None:
             return Ready(False)
-        repo, session_id = self.store._repository(), self.session_id
+        repo, session_id = self._context().repo, self.session_id
         return Operation(
             lambda cursor: repo.set_pinned(cursor, session_id, seq, pinned),
             unchanged,
@@ -276,7 +306,7 @@ class ManagerBase:
     def _import(self, json_data: str) -> Operation[int, int]:
         entries = self._parse_import(json_data)
         now = datetime.now(UTC)
-        repo, session_id = self.store._repository(), self.session_id
+        repo, session_id = self._context().repo, self.session_id
 
         def body(cursor: Cursor) -> int:
             last = repo.lock_session(cursor, session_id, now)
@@ -315,6 +345,7 @@ class ManagerBase:
             raise ImportFormatError(
                 f"import data must be a JSON list of checkpoints, got {type(document).__name__}"
             )
+        encode = self._context().encode
         seen: dict[str, int] = {}
         entries = []
         for index, entry in enumerate(document):
@@ -338,7 +369,7 @@ class ManagerBase:
             try:
                 name = check_identifier(entry["name"], "name")
                 timestamp = _import_time(entry["timestamp"])
-                data_json, meta_json, size = self.store.encode(
+                data_json, meta_json, size = encode(
                     entry["data"], entry.get("metadata", {})
                 )
             except InvalidDataError as exc:
@@ -359,18 +390,18 @@ class ManagerBase:
         seq = self._seq_of(checkpoint_id)
         if seq is None:
             return Ready(None)
-        repo, session_id = self.store._repository(), self.session_id
+        repo, session_id = self._context().repo, self.session_id
         return read(lambda cursor: repo.get(cursor, session_id, seq))
 
     def _by_name(
         self, name: str, limit: int | None
     ) -> Operation[list[Checkpoint], list[Checkpoint]]:
         _check_limit(limit, "limit", 0, optional=True)
-        repo, session_id = self.store._repository(), self.session_id
+        repo, session_id = self._context().repo, self.session_id
         return read(lambda cursor: repo.by_name(cursor, session_id, name, limit))
 
     def _latest(self, name: str | None) -> Plan[Checkpoint | None]:
-        repo, session_id = self.store._repository(), self.session_id
+        repo, session_id = self._context().repo, self.session_id
         if not name:
             return read(lambda cursor: repo.latest(cursor, session_id))
         return Operation(
@@ -380,16 +411,16 @@ class ManagerBase:
         )
 
     def _page(self, after: int) -> Operation[list[Checkpoint], list[Checkpoint]]:
-        repo, session_id = self.store._repository(), self.session_id
+        repo, session_id = self._context().repo, self.session_id
         return read(lambda cursor: repo.page(cursor, session_id, after))
 
     def _page_desc(self, before: int) -> Operation[list[Checkpoint], list[Checkpoint]]:
-        repo, session_id = self.store._repository(), self.session_id
+        repo, session_id = self._context().repo, self.session_id
         return read(lambda cursor: repo.page_desc(cursor, session_id, before))
 
     def _since(self, timestamp: datetime) -> Operation[list[Checkpoint], list[Checkpoint]]:
         start = _bound(timestamp, "timestamp")
-        repo, session_id = self.store._repository(), self.session_id
+        repo, session_id = self._context().repo, self.session_id
         return read(lambda cursor: repo.since(cursor, session_id, start))
 
     def _between(
@@ -397,7 +428,7 @@ class ManagerBase:
     ) -> Operation[list[Checkpoint], list[Checkpoint]]:
         lower = _bound(start, "start")
         upper = _bound(end, "end")
-        repo, session_id = self.store._repository(), self.session_id
+        repo, session_id = self._context().repo, self.session_id
         return read(lambda cursor: repo.between(cursor, session_id, lower, upper))
 
     def _restore(self, checkpoint: Checkpoint | None, checkpoint_id: str) -> JSONDict | None:
@@ -413,7 +444,7 @@ class ManagerBase:
         return checkpoint.data
 
     def _summary(self) -> Operation[_SummaryParts, dict[str, Any]]:
-        repo, session_id = self.store._repository(), self.session_id
+        repo, session_id = self._context().repo, self.session_id
 
         def body(cursor: Cursor) -> _SummaryParts:
             counts = repo.name_counts(cursor, session_id)
@@ -425,7 +456,7 @@ class ManagerBase:
         return Operation(body, _summary)
 
     def _count(self) -> Operation[int, int]:
-        repo, session_id = self.store._repository(), self.session_id
+        repo, session_id = self._context().repo, self.session_id
         return read(lambda cursor: repo.count(cursor, session_id))
 
 
@@ -454,11 +485,10 @@ class CheckpointManager(ManagerBase):
         compress_after: compact when the live count exceeds this (None: never;
             0: on every create).
         keep_recent: how many of the newest checkpoints compaction always keeps.
-        store: the store to use; None means :func:`default_store`, so seed code
+        store: the :class:`CheckpointStore` to use; None means
+            :func:`~checkpointdb.default_store`, so seed code
             ``CheckpointManager("s1")`` works unchanged.
     """
-
-    store: CheckpointStore
 
     def __init__(
         self,
@@ -467,12 +497,20 @@ class CheckpointManager(ManagerBase):
         compress_after: int | None = 50,
         *,
         keep_recent: int = 20,
-        store: CheckpointStore | None = None,
+        store: ContextSource | None = None,
     ) -> None:
         super().__init__(session_id, max_checkpoints, compress_after, keep_recent)
-        self.store = store if store is not None else default_store()
-        self._db = self.store._db
+        if store is None:
+            if _default_store is None:
+                raise AssertionError("checkpointdb.store registers the default store on import")
+            store = _default_store()
+        self.store = store
+        self._ctx = store.context()
+        self._db = self._ctx.db
         self._on_checkpoint: CheckpointCallback | None = None
+
+    def _context(self) -> Context:
+        return self._ctx
 
     def __repr__(self) -> str:
         return f"CheckpointManager({self.session_id!r}, store={self.store!r})"
@@ -661,26 +699,16 @@ class CheckpointManager(ManagerBase):
 
     # -- find -------------------------------------------------------------------
 
-    def find(
-        self,
-        name: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        metadata: JSONFilter | None = None,
-        data: JSONFilter | None = None,
-        limit: int | None = None,
-        newest_first: bool = True,
-    ) -> Iterator[Checkpoint]:
+    @takes_filters(session_filters)
+    def find(self, query: FindQuery) -> Iterator[Checkpoint]:
         """Stream this session's checkpoints that match every given filter, in seq order.
 
         ``mgr.find(metadata={"run": "r1", "agent.role": "planner"}, limit=10)``:
-        see :meth:`CheckpointStore.find` for the arguments and the rules of
-        key paths and values.
+        the arguments are :meth:`CheckpointStore.find`'s but ``session_id``;
+        see there for the rules of key paths and values.
 
         Raises:
             NaiveDatetimeError: ``since`` or ``until`` has no timezone.
             InvalidDataError: any other bad argument; the message names it.
         """
-        return self.store.find(
-            name, since, until, metadata, data, limit, newest_first, session_id=self.session_id
-        )
+        return stream(self._db, self._find(query))

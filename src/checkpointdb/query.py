@@ -33,11 +33,12 @@ or into a JSON-path string:
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -56,6 +57,10 @@ from .errors import InvalidDataError
 from .models import checkpoints_table
 from .types import dumps_jsonb, require_aware
 from .validate import check_identifier
+
+S = TypeVar("S")
+R = TypeVar("R")
+P = ParamSpec("P")
 
 KeyPath = str | tuple[str, ...]
 JSONScalar = str | int | float | bool | None
@@ -202,8 +207,6 @@ class FindQuery:
     @classmethod
     def build(
         cls,
-        *,
-        session_id: str | None = None,
         name: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
@@ -211,8 +214,13 @@ class FindQuery:
         data: JSONFilter | None = None,
         limit: int | None = None,
         newest_first: bool = True,
+        session_id: str | None = None,
     ) -> FindQuery:
-        """Check every argument before anything runs.
+        """Check every argument of ``find()`` before anything runs.
+
+        This is the one declaration of ``find()``'s filters: the store's
+        ``find`` takes exactly these arguments (see :func:`takes_filters`),
+        a manager's all but ``session_id`` (see :func:`session_filters`).
 
         Raises:
             NaiveDatetimeError: ``since`` or ``until`` has no timezone.
@@ -304,3 +312,50 @@ def _sqlite_value_test(level: Any, value: JSONScalar) -> ColumnElement[bool]:
         number = or_(kind == literal("integer"), kind == literal("real"))
         test = number & (level.c.atom == literal(value))
     return test
+
+
+
+def session_filters(
+    name: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    metadata: JSONFilter | None = None,
+    data: JSONFilter | None = None,
+    limit: int | None = None,
+    newest_first: bool = True,
+) -> FindQuery:
+    """A manager's ``find()`` arguments: :meth:`FindQuery.build`'s but the session.
+
+    The query has no session yet; the manager adds its own.
+    """
+    return FindQuery.build(name, since, until, metadata, data, limit, newest_first)
+
+
+def takes_filters(
+    build: Callable[P, FindQuery],
+) -> Callable[[Callable[[S, FindQuery], R]], Callable[Concatenate[S, P], R]]:
+    """Give a ``find(self, query)`` method the public arguments of ``build``.
+
+    So ``find()``'s filters are declared in one place (:meth:`FindQuery.build`,
+    or :func:`session_filters` for a manager) and every flavour of ``find``
+    takes them positionally or by keyword; the method gets the checked query.
+    ``help()`` and ``inspect.signature`` show the filters as its arguments.
+    """
+    arguments = inspect.signature(build)
+
+    def decorate(method: Callable[[S, FindQuery], R]) -> Callable[Concatenate[S, P], R]:
+        def find(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            return method(self, build(*args, **kwargs))
+
+        own = inspect.signature(method)
+        find.__signature__ = arguments.replace(  # type: ignore[attr-defined]
+            parameters=[next(iter(own.parameters.values())), *arguments.parameters.values()],
+            return_annotation=own.return_annotation,
+        )
+        find.__name__ = method.__name__
+        find.__qualname__ = method.__qualname__
+        find.__doc__ = method.__doc__
+        find.__module__ = method.__module__
+        return find
+
+    return decorate

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from .engine import DEFAULT_SETTINGS, describe, resolve_url, translate_error
+from .engine import DEFAULT_SETTINGS, DriverErrors, describe, resolve_url, translate_error
 from .errors import CheckpointDBError, NotFoundError
 from .store import CheckpointStore
 
@@ -130,15 +130,13 @@ def _run_sqlite(path: Path, query: str) -> tuple[Columns, Rows]:
         return sqlite3.SQLITE_OK
 
     busy_timeout = float(DEFAULT_SETTINGS["busy_timeout"])
-    try:
+    with DriverErrors(str(path), busy_timeout):
         connection = sqlite3.connect(
             f"{path.absolute().as_uri()}?mode=ro",
             uri=True,
             timeout=busy_timeout,
             isolation_level=None,
         )
-    except sqlite3.Error as exc:
-        raise translate_error(exc, str(path), busy_timeout) from exc
     try:
         connection.execute("PRAGMA query_only = ON")
         # SQLite reads the file lazily; this makes a file that is not a

@@ -1,13 +1,12 @@
 """CheckpointStore: owns the database, lists and deletes sessions, hands out managers.
 
-Every operation of the store and its managers is an :class:`Operation`: the
-checks that run before anything touches the database, a *body* that runs the
-repository's statements on a DBAPI cursor inside one transaction, and a
-*finish* that makes the caller's answer from the body's result. The sync API
-(here and in :mod:`checkpointdb.manager`) and the asyncio API
-(:mod:`checkpointdb.aio`) build the same operations and differ only in how they
-run the body: :func:`perform` runs it in :meth:`Database.transaction`, the
-async flavour in :meth:`AsyncDatabase.run`.
+The store's calls are :class:`~checkpointdb.operations.Operation` s like its
+managers' (checks, a body in one transaction, a finish), built once in
+:class:`StoreBase` for both flavours of the API: the sync store runs them with
+:func:`~checkpointdb.operations.perform`, the asyncio store
+(:mod:`checkpointdb.aio`) runs the same function on a worker thread. A manager
+gets the store's database, repository and payload limits as one
+:class:`~checkpointdb.operations.Context`.
 """
 
 from __future__ import annotations
@@ -16,12 +15,12 @@ import os
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
+from typing import Any
 
 from sqlalchemy.engine import URL
 
@@ -29,7 +28,9 @@ from . import migrate
 from .checkpoint import Checkpoint, SessionInfo, format_id
 from .engine import DEFAULT_SETTINGS, Cursor, Database, resolve_url
 from .errors import CheckpointDBError, InvalidDataError, NotFoundError, PayloadTooLargeError
-from .query import FindQuery, JSONFilter
+from .manager import CheckpointManager, use_default_store
+from .operations import Context, Operation, find_body, perform, read, stream, unchanged
+from .query import FindQuery, takes_filters
 from .repository import Removed, Repository
 from .validate import (
     DEFAULT_MAX_DEPTH,
@@ -37,72 +38,6 @@ from .validate import (
     check_identifier,
     encode_payload,
 )
-
-if TYPE_CHECKING:
-    from .manager import CheckpointManager
-
-R = TypeVar("R")
-T = TypeVar("T")
-
-
-# -- operations -----------------------------------------------------------------
-
-
-class Operation(NamedTuple, Generic[R, T]):
-    """One API call's work on the database, whichever flavour of the API runs it.
-
-    A NamedTuple: one is built per call, and that costs a third of a frozen dataclass.
-
-    Attributes:
-        body: the statements, run on a DBAPI cursor inside the transaction.
-        finish: turns the body's result into the caller's answer, after COMMIT.
-        write: take the write lock up front (``BEGIN IMMEDIATE`` on SQLite).
-        snapshot: run a read of several statements on one snapshot.
-        commit: False rolls the transaction back at the end (a dry run).
-        autocommit: run outside any transaction (VACUUM refuses one).
-    """
-
-    body: Callable[[Cursor], R]
-    finish: Callable[[R], T]
-    write: bool = False
-    snapshot: bool = True
-    commit: bool = True
-    autocommit: bool = False
-
-
-@dataclass(frozen=True)
-class Ready(Generic[T]):
-    """An answer known before any database work (an id that cannot exist, say)."""
-
-    value: T
-
-
-# What a plan method returns: work to run, or the answer already.
-Plan = Operation[Any, T] | Ready[T]
-
-
-def unchanged(result: T) -> T:
-    """The body's result, as the answer."""
-    return result
-
-
-def read(body: Callable[[Cursor], T], *, snapshot: bool = False) -> Operation[T, T]:
-    """A read whose body's result is the answer (one statement: no snapshot needed)."""
-    return Operation(body, unchanged, False, snapshot)
-
-
-def perform(plan: Plan[T], db: Database) -> T:
-    """Run a plan on the sync :class:`Database`: one transaction, then its finish."""
-    if isinstance(plan, Ready):
-        return plan.value
-    if plan.autocommit:
-        with db.outside_transaction() as cursor:
-            result = plan.body(cursor)
-    else:
-        with db.transaction(write=plan.write, snapshot=plan.snapshot, commit=plan.commit) as cursor:
-            result = plan.body(cursor)
-    return plan.finish(result)
-
 
 # -- reports ----------------------------------------------------------------------
 
@@ -256,8 +191,12 @@ class StoreBase(ABC):
         """The database as people name it: a file path, or the URL without password."""
 
     @abstractmethod
-    def _repository(self) -> Repository:
-        """The repository of the open database."""
+    def context(self) -> Context:
+        """The database, repository and payload encoder this store's managers use.
+
+        Raises:
+            StoreClosedError: the store is not open.
+        """
 
     def encode(self, data: Any, metadata: Any) -> tuple[str, str, int]:
         """Validate a checkpoint's data and metadata dicts against this store's limits.
@@ -286,17 +225,17 @@ class StoreBase(ABC):
     # -- operations, run by each flavour ------------------------------------------
 
     def _sessions(self) -> Operation[list[SessionInfo], list[SessionInfo]]:
-        repo = self._repository()
+        repo = self.context().repo
         return read(repo.sessions)
 
     def _session(self, session_id: str) -> Operation[SessionInfo | None, SessionInfo | None]:
         check_identifier(session_id, "session_id")
-        repo = self._repository()
+        repo = self.context().repo
         return read(lambda cursor: repo.session(cursor, session_id))
 
     def _delete_session(self, session_id: str) -> Operation[int, int]:
         check_identifier(session_id, "session_id")
-        repo, where = self._repository(), self.where
+        repo, where = self.context().repo, self.where
 
         def body(cursor: Cursor) -> int:
             info = repo.session(cursor, session_id)
@@ -308,7 +247,7 @@ class StoreBase(ABC):
         return Operation(body, unchanged, write=True)
 
     def _schema_revision(self) -> Operation[str | None, str | None]:
-        return read(self._repository().schema_version, snapshot=True)
+        return read(self.context().repo.schema_version, snapshot=True)
 
     @staticmethod
     def _expiry(older_than: timedelta, dry_run: bool) -> Expiry:
@@ -320,11 +259,8 @@ class StoreBase(ABC):
         return Expiry(cutoff=now - older_than, now=now, dry_run=dry_run)
 
     def _vacuum(self) -> Operation[tuple[int, int], VacuumReport]:
-        return _vacuum(self._repository())
+        return _vacuum(self.context().repo)
 
-    def _find_body(self, query: FindQuery) -> Callable[[Cursor], Iterable[Checkpoint]]:
-        repo, dialect = self._repository(), self.dialect
-        return lambda cursor: repo.find(cursor, query.where(dialect), query.order_by(), query.limit)
 
 
 class CheckpointStore(StoreBase):
@@ -372,9 +308,11 @@ class CheckpointStore(StoreBase):
             busy_timeout=busy_timeout,
             echo=echo,
         )
+        self._context = Context(self._db, self._repo, self.encode)
 
-    def _repository(self) -> Repository:
-        return self._repo
+    def context(self) -> Context:
+        """The database, repository and payload encoder this store's managers use."""
+        return self._context
 
     # -- identity -------------------------------------------------------------
 
@@ -410,8 +348,6 @@ class CheckpointStore(StoreBase):
 
         See :class:`CheckpointManager` for the arguments.
         """
-        from .manager import CheckpointManager
-
         return CheckpointManager(
             session_id,
             max_checkpoints,
@@ -506,17 +442,8 @@ class CheckpointStore(StoreBase):
 
     # -- find -----------------------------------------------------------------
 
-    def find(
-        self,
-        name: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        metadata: JSONFilter | None = None,
-        data: JSONFilter | None = None,
-        limit: int | None = None,
-        newest_first: bool = True,
-        session_id: str | None = None,
-    ) -> Iterator[Checkpoint]:
+    @takes_filters(FindQuery.build)
+    def find(self, query: FindQuery) -> Iterator[Checkpoint]:
         """Stream the checkpoints that match every given filter, in every session.
 
         Args:
@@ -544,21 +471,7 @@ class CheckpointStore(StoreBase):
             NaiveDatetimeError: ``since`` or ``until`` has no timezone.
             InvalidDataError: any other bad argument; the message names it.
         """
-        query = FindQuery.build(
-            session_id=session_id,
-            name=name,
-            since=since,
-            until=until,
-            metadata=metadata,
-            data=data,
-            limit=limit,
-            newest_first=newest_first,
-        )
-        return self._find(self._find_body(query))
-
-    def _find(self, body: Callable[[Cursor], Iterable[Checkpoint]]) -> Iterator[Checkpoint]:
-        with self._db.transaction(snapshot=False) as cursor:
-            yield from body(cursor)
+        return stream(self._db, find_body(self._repo, query))
 
 
 _default_store: CheckpointStore | None = None
@@ -575,3 +488,6 @@ def default_store() -> CheckpointStore:
         if _default_store is None or _default_store._db.closed:
             _default_store = CheckpointStore()
         return _default_store
+
+
+use_default_store(default_store)

@@ -1,0 +1,122 @@
+"""An API call written once: checks, a body on a cursor, a finish.
+
+Every call of the store and its managers is an :class:`Operation`: the checks
+that run before anything touches the database (done by whoever builds it), a
+*body* that runs the repository's statements on a DBAPI cursor inside one
+transaction, and a *finish* that makes the caller's answer from the body's
+result. :func:`perform` runs one on the sync :class:`~checkpointdb.engine.Database`;
+the asyncio API (:mod:`checkpointdb.aio`) runs that same :func:`perform` on a
+worker thread, so both flavours share one transaction protocol.
+
+A manager gets what it needs from its store as a :class:`Context` (the
+database, the repository, the payload encoder with the store's limits), so it
+never reaches into the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, NamedTuple, TypeVar
+
+from .checkpoint import Checkpoint
+from .engine import Cursor, Database
+from .query import FindQuery
+from .repository import Repository
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class Operation(NamedTuple, Generic[R, T]):
+    """One API call's work on the database, whichever flavour of the API runs it.
+
+    A NamedTuple: one is built per call, and that costs a third of a frozen dataclass.
+
+    Attributes:
+        body: the statements, run on a DBAPI cursor inside the transaction.
+        finish: turns the body's result into the caller's answer, after COMMIT.
+        write: take the write lock up front (``BEGIN IMMEDIATE`` on SQLite).
+        snapshot: run a read of several statements on one snapshot.
+        commit: False rolls the transaction back at the end (a dry run).
+        autocommit: run outside any transaction (VACUUM refuses one).
+    """
+
+    body: Callable[[Cursor], R]
+    finish: Callable[[R], T]
+    write: bool = False
+    snapshot: bool = True
+    commit: bool = True
+    autocommit: bool = False
+
+
+@dataclass(frozen=True)
+class Ready(Generic[T]):
+    """An answer known before any database work (an id that cannot exist, say)."""
+
+    value: T
+
+
+# What a plan method returns: work to run, or the answer already.
+Plan = Operation[Any, T] | Ready[T]
+
+# Validates a checkpoint's data and metadata: (data JSON, metadata JSON, bytes).
+Encoder = Callable[[Any, Any], tuple[str, str, int]]
+
+
+class Context(NamedTuple):
+    """What a session's manager needs from its store to build and run operations.
+
+    Attributes:
+        db: the database the operations run on.
+        repo: the repository whose statements the bodies call.
+        encode: checks and encodes a payload against the store's limits.
+    """
+
+    db: Database
+    repo: Repository
+    encode: Encoder
+
+
+def unchanged(result: T) -> T:
+    """The body's result, as the answer."""
+    return result
+
+
+def read(body: Callable[[Cursor], T], *, snapshot: bool = False) -> Operation[T, T]:
+    """A read whose body's result is the answer (one statement: no snapshot needed)."""
+    return Operation(body, unchanged, False, snapshot)
+
+
+def perform(plan: Plan[T], db: Database) -> T:
+    """Run a plan: its body in one transaction (or in autocommit mode), then its finish.
+
+    Both flavours of the API run operations through this function: the sync
+    one on the caller's thread, the asyncio one on a worker thread.
+    """
+    if isinstance(plan, Ready):
+        return plan.value
+    if plan.autocommit:
+        with db.outside_transaction() as cursor:
+            result = plan.body(cursor)
+    else:
+        with db.transaction(write=plan.write, snapshot=plan.snapshot, commit=plan.commit) as cursor:
+            result = plan.body(cursor)
+    return plan.finish(result)
+
+
+def stream(db: Database, body: Callable[[Cursor], Iterable[T]]) -> Generator[T, None, None]:
+    """The items of ``body(cursor)``, read lazily inside one transaction.
+
+    The transaction (and its pooled connection) ends when the iterator is
+    exhausted or closed.
+    """
+    with db.transaction(snapshot=False) as cursor:
+        yield from body(cursor)
+
+
+def find_body(repo: Repository, query: FindQuery) -> Callable[[Cursor], Iterable[Checkpoint]]:
+    """The body of ``find()``: the checkpoints that match ``query``, a page of rows at a time."""
+    return lambda cursor: repo.find(
+        cursor, query.where(repo.dialect.name), query.order_by(), query.limit
+    )
