@@ -18,11 +18,12 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import IO, Any
 
 from .checkpoint import Checkpoint, JSONDict, format_id, parse_id
 from .engine import Cursor
 from .errors import ImportFormatError, InvalidDataError, NaiveDatetimeError
+from .jsonstream import JSONArrayReader
 from .query import JSONFilter
 from .repository import END_OF_TIME, PAGE_SIZE, NameCount, NewRow, Removed
 from .store import (
@@ -275,13 +276,27 @@ class ManagerBase:
 
     def _import(self, json_data: str) -> Operation[int, int]:
         entries = self._parse_import(json_data)
+        return self._insert_imported(lambda: entries)
+
+    def _import_stream(
+        self, stream: IO[Any], progress: Callable[[int], object] | None
+    ) -> Operation[int, int]:
+        def entries() -> Iterator[_ImportEntry]:
+            seen: dict[str, int] = {}
+            for index, entry in enumerate(JSONArrayReader(stream, progress=progress)):
+                yield self._import_entry(index, entry, seen)
+
+        return self._insert_imported(entries)
+
+    def _insert_imported(
+        self, entries: Callable[[], Iterable[_ImportEntry]]
+    ) -> Operation[int, int]:
+        """Insert checked entries in one transaction; a bad one raises and rolls all back."""
         now = datetime.now(UTC)
         repo, session_id = self.store._repository(), self.session_id
 
-        def body(cursor: Cursor) -> int:
-            last = repo.lock_session(cursor, session_id, now)
-            rows = []
-            for entry in entries:
+        def rows(last: int) -> Iterator[NewRow]:
+            for entry in entries():
                 parsed = parse_id(entry.id)
                 if (
                     parsed is not None
@@ -291,8 +306,11 @@ class ManagerBase:
                     last = parsed[1]
                 else:
                     last += 1
-                rows.append(replace(entry.row, seq=last))
-            return repo.insert_many(cursor, session_id, rows, now)
+                yield replace(entry.row, seq=last)
+
+        def body(cursor: Cursor) -> int:
+            last = repo.lock_session(cursor, session_id, now)
+            return repo.insert_many(cursor, session_id, rows(last), now)
 
         def finish(count: int) -> int:
             logger.info("session %s: imported %d checkpoints", session_id, count)
@@ -316,36 +334,35 @@ class ManagerBase:
                 f"import data must be a JSON list of checkpoints, got {type(document).__name__}"
             )
         seen: dict[str, int] = {}
-        entries = []
-        for index, entry in enumerate(document):
-            where = f"entry {index}"
-            if not isinstance(entry, dict):
-                raise ImportFormatError(f"{where}: must be an object, got {type(entry).__name__}")
-            missing = [key for key in ("id", "name", "timestamp", "data") if key not in entry]
-            if missing:
-                raise ImportFormatError(f"{where}: missing field(s) {', '.join(missing)}")
-            entry_id = entry["id"]
-            if not isinstance(entry_id, str) or not entry_id:
-                raise ImportFormatError(f"{where}: field 'id' must be a non-empty string")
-            if entry_id in seen:
-                raise ImportFormatError(
-                    f"{where}: id {entry_id!r} already appears in entry {seen[entry_id]}"
-                )
-            seen[entry_id] = index
-            pinned = entry.get("pinned", False)
-            if not isinstance(pinned, bool):
-                raise ImportFormatError(f"{where}: field 'pinned' must be true or false")
-            try:
-                name = check_identifier(entry["name"], "name")
-                timestamp = _import_time(entry["timestamp"])
-                data_json, meta_json, size = self.store.encode(
-                    entry["data"], entry.get("metadata", {})
-                )
-            except InvalidDataError as exc:
-                raise ImportFormatError(f"{where}: {exc}") from None
-            row = NewRow(0, name, timestamp, data_json, meta_json, size, pinned)
-            entries.append(_ImportEntry(entry_id, row))
-        return entries
+        return [self._import_entry(index, entry, seen) for index, entry in enumerate(document)]
+
+    def _import_entry(self, index: int, entry: object, seen: dict[str, int]) -> _ImportEntry:
+        """Check entry ``index`` of an import; ``seen`` maps the ids so far to their entries."""
+        where = f"entry {index}"
+        if not isinstance(entry, dict):
+            raise ImportFormatError(f"{where}: must be an object, got {type(entry).__name__}")
+        missing = [key for key in ("id", "name", "timestamp", "data") if key not in entry]
+        if missing:
+            raise ImportFormatError(f"{where}: missing field(s) {', '.join(missing)}")
+        entry_id = entry["id"]
+        if not isinstance(entry_id, str) or not entry_id:
+            raise ImportFormatError(f"{where}: field 'id' must be a non-empty string")
+        if entry_id in seen:
+            raise ImportFormatError(
+                f"{where}: id {entry_id!r} already appears in entry {seen[entry_id]}"
+            )
+        seen[entry_id] = index
+        pinned = entry.get("pinned", False)
+        if not isinstance(pinned, bool):
+            raise ImportFormatError(f"{where}: field 'pinned' must be true or false")
+        try:
+            name = check_identifier(entry["name"], "name")
+            timestamp = _import_time(entry["timestamp"])
+            data_json, meta_json, size = self.store.encode(entry["data"], entry.get("metadata", {}))
+        except InvalidDataError as exc:
+            raise ImportFormatError(f"{where}: {exc}") from None
+        row = NewRow(0, name, timestamp, data_json, meta_json, size, pinned)
+        return _ImportEntry(entry_id, row)
 
     # -- reading ----------------------------------------------------------------
 
@@ -628,6 +645,52 @@ class CheckpointManager(ManagerBase):
     def export(self) -> str:
         """Every checkpoint as the seed's JSON: a list of ``Checkpoint.to_dict()``."""
         return export_json(self)
+
+    def export_to(self, stream: IO[str], progress: Callable[[int], object] | None = None) -> int:
+        """Write :meth:`export`'s exact text to a text stream, reading rows a page at a time.
+
+        Memory stays bounded however large the session; the rows come from
+        one query, so the file is one consistent snapshot.
+
+        Args:
+            stream: where to write (a file opened for text, ``sys.stdout``...).
+            progress: called with 1 after each checkpoint written.
+
+        Returns:
+            How many checkpoints were written.
+        """
+        count = 0
+        stream.write("[")
+        for checkpoint in self.find(newest_first=False):
+            entry = json.dumps(checkpoint.to_dict(), indent=2, ensure_ascii=False)
+            # Indented as a list item; JSON text has no raw newline inside strings.
+            stream.write(("\n  " if count == 0 else ",\n  ") + entry.replace("\n", "\n  "))
+            count += 1
+            if progress is not None:
+                progress(1)
+        stream.write("\n]" if count else "]")
+        return count
+
+    def import_from(self, stream: IO[Any], progress: Callable[[int], object] | None = None) -> int:
+        """Import :meth:`export` JSON read from a file, in bounded memory, all or nothing.
+
+        The same rules as :meth:`import_checkpoints`, but the document is read
+        a chunk at a time and each entry is checked and inserted as it is
+        read, all in one transaction: a bad entry anywhere rolls back every
+        row, so nothing is written.
+
+        Args:
+            stream: a text stream, or a binary one holding UTF-8.
+            progress: called with the characters (text) or bytes (binary) of
+                each chunk read.
+
+        Returns:
+            How many checkpoints were imported.
+
+        Raises:
+            ImportFormatError: the JSON is malformed; names the entry and field.
+        """
+        return perform(self._import_stream(stream, progress), self._db)
 
     def import_checkpoints(self, json_data: str) -> int:
         """Import checkpoints from :meth:`export` JSON, all or nothing.
