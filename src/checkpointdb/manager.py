@@ -1,4 +1,4 @@
-"""CheckpointManager: the seed's API on the database, with compaction and retention policy.
+"""CheckpointManager: checkpoints of one session in the database, with retention policy.
 
 The manager decides *what* happens (validation, when to compact, how many
 to keep, how ids are assigned on import); the repository runs the SQL.
@@ -106,7 +106,7 @@ def _check_limit(value: object, label: str, minimum: int, optional: bool) -> Non
 
 def _bound(value: object, label: str) -> datetime:
     if not isinstance(value, datetime):
-        # A TypeError, as comparing a non-datetime bound was in the seed.
+        # A TypeError subclass, so code that caught TypeError for a bad bound still does.
         raise NaiveDatetimeError(f"{label} must be a timezone-aware datetime, got {value!r}")
     return require_aware(value, label)
 
@@ -127,7 +127,7 @@ def next_page(page: list[Checkpoint]) -> int | None:
 
 
 def export_json(checkpoints: Iterable[Checkpoint]) -> str:
-    """The seed's export document: a JSON list of ``Checkpoint.to_dict()``."""
+    """The export document: a JSON list of ``Checkpoint.to_dict()``, indented by 2."""
     return json.dumps([cp.to_dict() for cp in checkpoints], indent=2, ensure_ascii=False)
 
 
@@ -449,12 +449,12 @@ class ManagerBase:
 class CheckpointManager(ManagerBase):
     """Checkpoints of one agent session, stored in a :class:`CheckpointStore`.
 
-    The seed's API, method for method: ``create``, ``get``, ``get_by_name``,
+    The in-memory manager's API, method for method: ``create``, ``get``, ``get_by_name``,
     ``get_latest``, ``get_all``, ``get_since``, ``get_between``,
     ``rollback_to``, ``clear``, ``get_summary``, ``on_checkpoint``, ``export``,
     ``import_checkpoints``, ``len()`` and iteration.
 
-    Where the seed was wrong, this does the right thing:
+    Where the in-memory manager was wrong, this does the right thing:
 
     * ``max_checkpoints`` is enforced: after compaction, if more unpinned
       live checkpoints remain than the cap, the oldest between the first and
@@ -471,8 +471,9 @@ class CheckpointManager(ManagerBase):
         compress_after: compact when the live count exceeds this (None: never;
             0: on every create).
         keep_recent: how many of the newest checkpoints compaction always keeps.
-        store: the store to use; None means :func:`default_store`, so seed code
-            ``CheckpointManager("s1")`` works unchanged.
+        store: the store to use; None means :func:`default_store`, so code
+            written for the in-memory manager, ``CheckpointManager("s1")``,
+            works unchanged.
     """
 
     store: CheckpointStore
@@ -605,7 +606,7 @@ class CheckpointManager(ManagerBase):
         """Checkpoints created strictly after ``timestamp`` (aware), in creation order.
 
         Raises:
-            NaiveDatetimeError: ``timestamp`` has no timezone (a TypeError, as in the seed).
+            NaiveDatetimeError: ``timestamp`` has no timezone (a TypeError subclass).
         """
         return perform(self._since(timestamp), self._db)
 
@@ -620,16 +621,16 @@ class CheckpointManager(ManagerBase):
     def rollback_to(self, checkpoint_id: str) -> JSONDict | None:
         """The data to restore the agent to a checkpoint, or None if there is no such id.
 
-        Like the seed, this changes nothing in the store: it returns the state.
+        This changes nothing in the store: it returns the state to restore.
         """
         return self._restore(self.get(checkpoint_id), checkpoint_id)
 
     def get_summary(self) -> dict[str, Any]:
         """Counts per name, first and last checkpoint, and the time between them.
 
-        The keys are the seed's (total_count, unique_names, names,
-        first_checkpoint, last_checkpoint, duration_seconds) plus
-        payload_bytes, the live checkpoints' stored JSON size.
+        The keys are total_count, unique_names, names, first_checkpoint,
+        last_checkpoint, duration_seconds and payload_bytes, the live
+        checkpoints' stored JSON size.
         """
         return perform(self._summary(), self._db)
 
@@ -643,7 +644,7 @@ class CheckpointManager(ManagerBase):
     # -- export / import --------------------------------------------------------
 
     def export(self) -> str:
-        """Every checkpoint as the seed's JSON: a list of ``Checkpoint.to_dict()``."""
+        """Every checkpoint as export JSON: a list of ``Checkpoint.to_dict()``, oldest first."""
         return export_json(self)
 
     def export_to(self, stream: IO[str], progress: Callable[[int], object] | None = None) -> int:
