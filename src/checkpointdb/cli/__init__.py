@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import click
 
+from .. import __version__
 from . import checkpoints, db, demo, retention, sessions, sql, stats, transfer
 from .common import Env, Group, examples
 
@@ -36,7 +37,7 @@ from .common import Env, Group, examples
     help="The database: an SQLite file path or a URL such as "
     "postgresql+psycopg://user@host/db. Default: $CHECKPOINTDB_URL, else ./checkpoints.db.",
 )
-@click.version_option(package_name="checkpointdb", prog_name="checkpointdb")
+@click.version_option(__version__, prog_name="checkpointdb")
 @click.pass_context
 @examples(
     "checkpointdb demo --crash-at 4; checkpointdb demo",

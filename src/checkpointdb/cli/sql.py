@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from decimal import Decimal
 
 import click
 
@@ -37,6 +36,8 @@ def sql_command(env: Env, query: str, as_json: bool) -> None:
     the same columns on SQLite and PostgreSQL, times as text such as
     2026-11-26T18:30:00.123456Z.
     """
+    from decimal import Decimal
+
     from ..readonly import run_read_only
 
     if query == "-":
