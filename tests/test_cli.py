@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from checkpointdb import CheckpointStore, cli, migrate
+from checkpointdb.cli import output
 from checkpointdb.engine import Database, resolve_url
 from checkpointdb.readonly import run_read_only
 from checkpointdb.repository import Repository
@@ -230,7 +231,11 @@ def test_show_prints_one_checkpoint(store: CheckpointStore, run: Run) -> None:
     assert '"text": "é"' in shown.stdout
     assert '{"who": "agent"}' in shown.stdout
     assert "pinned    no" in shown.stdout
-    assert json.loads(run("show", cp.id, "--json").stdout) == {**cp.to_dict(), "pinned": False}
+    shown_json = json.loads(run("show", cp.id, "--json").stdout)
+    timestamp = output.format_time(cp.timestamp)
+    assert shown_json == {**cp.to_dict(), "timestamp": timestamp, "pinned": False}
+    assert shown_json["timestamp"].endswith("Z")
+    assert f"created   {shown_json['timestamp']}" in shown.stdout
 
 
 def test_latest_gives_the_newest_or_the_newest_of_a_name(store: CheckpointStore, run: Run) -> None:
@@ -661,7 +666,7 @@ def test_vacuum_of_a_missing_sqlite_file_fails_without_creating_it(tmp_path: Pat
     ],
 )
 def test_sizes_are_shown_in_decimal_units(count: int, shown: str) -> None:
-    assert cli._size(count) == shown
+    assert output.size(count) == shown
 
 
 # -- stats ------------------------------------------------------------------------------------
@@ -719,10 +724,10 @@ def test_export_draws_progress_only_on_a_terminal(
 ) -> None:
     seed(store, "s", HOURLY)
     expected = store.manager("s").export() + "\n"
-    monkeypatch.setattr(cli, "PROGRESS_MIN_ROWS", 1)
+    monkeypatch.setattr(output, "PROGRESS_MIN_ROWS", 1)
     quiet = run("export", "s")
     assert quiet.stderr == ""
-    monkeypatch.setattr(cli, "_stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(output, "stderr_is_terminal", lambda: True)
     shown = run("export", "s")
     assert "Exporting" in shown.stderr
     assert shown.stdout == expected

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import signal
 import sqlite3
@@ -18,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from checkpointdb import CheckpointStore, cli, demo
+from checkpointdb.cli.common import runnable_command
 from checkpointdb.readonly import run_read_only
 
 STEP_NAMES = [step.name for step in demo.STEPS]
@@ -25,9 +27,13 @@ DONE_LINE = re.compile(r"^  step (\d+)/\d+  .*done -> checkpoint (\S+)  \(", re.
 SKIPPED_LINE = re.compile(r"^  step (\d+)/\d+  .*already done in run (\d+): skipped$", re.MULTILINE)
 
 
-def run_demo(*args: str, cwd: Path, pace: str = "0") -> subprocess.CompletedProcess[str]:
+def run_demo(
+    *args: str, cwd: Path, pace: str = "0", path: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """``python -m checkpointdb demo ...`` in its own process, as a user would run it."""
     env = {key: value for key, value in os.environ.items() if key != "CHECKPOINTDB_URL"}
+    if path is not None:
+        env["PATH"] = path
     return subprocess.run(
         [sys.executable, "-m", "checkpointdb", "demo", "--pace", pace, *args],
         cwd=cwd,
@@ -174,7 +180,7 @@ def test_demo_takes_db_and_session_and_says_how_to_rerun(tmp_path: Path) -> None
     target.parent.mkdir()
     crashed = run_demo("--db", str(target), "--session", "s-1", "--crash-at", "2", cwd=tmp_path)
     assert crashed.returncode == -signal.SIGKILL
-    rerun = f"checkpointdb demo --db {target} --session s-1"
+    rerun = f"{runnable_command()} demo --db {target} --session s-1"
     assert f"Run `{rerun}` again to resume." in crashed.stdout
     assert not (tmp_path / "checkpoints.db").exists()
     resumed = run_demo("--db", str(target), "--session", "s-1", cwd=tmp_path)
@@ -268,3 +274,32 @@ def test_demo_resumes_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
         [str(seq), name, created.isoformat(), str(run), str(steps)]
         for seq, name, created, run, steps in rows
     ] == printed_table(resumed.stdout)
+
+
+@pytest.mark.parametrize("activated", [True, False], ids=["venv-on-path", "venv-not-on-path"])
+def test_demo_closing_hint_is_a_command_that_runs(tmp_path: Path, activated: bool) -> None:
+    scripts = Path(sys.executable).parent
+    path = os.pathsep.join(
+        [str(scripts), "/usr/bin", "/bin"] if activated else ["/usr/bin", "/bin"]
+    )
+    if not activated and shutil.which("checkpointdb", path=path) is not None:
+        pytest.skip("a checkpointdb outside this environment is on PATH")
+    finished = run_demo(cwd=tmp_path, path=path)
+    assert finished.returncode == 0, finished.stderr
+    hint = re.search(r"More: `([^`]+) sessions`", finished.stdout)
+    assert hint is not None, finished.stdout
+    prefix = shlex.split(hint.group(1))
+    if activated:
+        assert prefix == ["checkpointdb"]
+    else:
+        assert Path(prefix[0]).is_absolute()
+    listed = subprocess.run(
+        [*prefix, "sessions"],
+        cwd=tmp_path,
+        env={**os.environ, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "demo" in listed.stdout

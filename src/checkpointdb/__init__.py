@@ -5,11 +5,13 @@
 >>> mgr = store.manager("session-42")              # doctest: +SKIP
 >>> cp = mgr.create("task_started", {"step": 1})   # doctest: +SKIP
 
-The asyncio API, ``AsyncCheckpointStore`` and ``AsyncCheckpointManager``
-(:mod:`checkpointdb.aio`), needs the ``async`` extra; it is imported on first
-use, so the sync API works without it.
+Everything that needs SQLAlchemy (the store, the manager and the asyncio API,
+``AsyncCheckpointStore`` and ``AsyncCheckpointManager``, which needs the
+``async`` extra) is imported on first use: importing SQLAlchemy takes about
+0.4 s, which ``checkpointdb --help`` and the error classes need not pay.
 """
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from .checkpoint import Checkpoint, SessionInfo
@@ -28,15 +30,29 @@ from .errors import (
     StoreClosedError,
     StoreFullError,
 )
-from .manager import CheckpointManager, CompactionReport
-from .store import CheckpointStore, ExpiryReport, VacuumReport, default_store
 
 if TYPE_CHECKING:
     from .aio import AsyncCheckpointManager as AsyncCheckpointManager
     from .aio import AsyncCheckpointStore as AsyncCheckpointStore
+    from .manager import CheckpointManager as CheckpointManager
+    from .manager import CompactionReport as CompactionReport
+    from .store import CheckpointStore as CheckpointStore
+    from .store import ExpiryReport as ExpiryReport
+    from .store import VacuumReport as VacuumReport
+    from .store import default_store as default_store
 
-# Not in __all__: a star import must work without the async extra.
-_ASYNC_NAMES = ("AsyncCheckpointManager", "AsyncCheckpointStore")
+# The module each name is imported from on first use. The async names are not
+# in __all__: a star import must work without the async extra.
+_LAZY = {
+    "CheckpointManager": "manager",
+    "CompactionReport": "manager",
+    "CheckpointStore": "store",
+    "ExpiryReport": "store",
+    "VacuumReport": "store",
+    "default_store": "store",
+    "AsyncCheckpointManager": "aio",
+    "AsyncCheckpointStore": "aio",
+}
 
 __all__ = [
     "Checkpoint",
@@ -66,9 +82,10 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """Import the asyncio API on first use (it needs the async extra)."""
-    if name in _ASYNC_NAMES:
-        from . import aio
-
-        return getattr(aio, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    """Import the store, the manager and the asyncio API on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

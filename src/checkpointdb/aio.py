@@ -548,7 +548,7 @@ class AsyncCheckpointManager(ManagerBase):
     # -- export / import --------------------------------------------------------
 
     async def export(self) -> str:
-        """Every checkpoint as the seed's JSON: a list of ``Checkpoint.to_dict()``."""
+        """Every checkpoint as export JSON: a list of ``Checkpoint.to_dict()``, oldest first."""
         return export_json(await self.get_all())
 
     async def import_checkpoints(self, json_data: str) -> int:

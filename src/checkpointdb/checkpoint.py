@@ -1,7 +1,7 @@
 """Value objects handed to callers: :class:`Checkpoint` and :class:`SessionInfo`.
 
-``Checkpoint`` keeps the seed's fields and its ``to_dict`` / ``from_dict``
-format, so exports written by the in-memory manager import here unchanged.
+``Checkpoint`` keeps the fields and the ``to_dict`` / ``from_dict`` format of
+the in-memory ``CheckpointManager``, so its exports import here unchanged.
 """
 
 from __future__ import annotations
@@ -67,10 +67,10 @@ class Checkpoint:
         return int(self.id.rpartition(":")[2])
 
     def to_dict(self) -> JSONDict:
-        """The seed's export format: id, name, ISO timestamp, data, metadata.
+        """The export format: id, name, ISO 8601 timestamp (with +00:00), data, metadata.
 
         A pinned checkpoint also carries ``"pinned": true``, so pins survive
-        an export and import; unpinned ones are exactly the seed's format.
+        an export and import; unpinned ones carry exactly the five keys above.
         """
         exported: JSONDict = {
             "id": self.id,

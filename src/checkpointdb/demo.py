@@ -22,14 +22,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from .checkpoint import Checkpoint
 from .errors import CheckpointDBError
-from .manager import CheckpointManager
-from .store import CheckpointStore
+
+if TYPE_CHECKING:  # the CLI reads STEPS for its help without importing SQLAlchemy
+    from .manager import CheckpointManager
+    from .store import CheckpointStore
 
 DEMO_SESSION = "demo"
 # Long enough to watch each step happen, short enough that a run takes ~3 s.

@@ -516,8 +516,8 @@ class Database:
             return
         dbapi: Any = raw.dbapi_connection
         if dbapi.in_transaction:
-            # A failed COMMIT can leave the transaction open (see STYLE.md):
-            # never hand it to the next user.
+            # A failed COMMIT ("database is locked") can leave the transaction
+            # open, and the next user's COMMIT would save it: roll it back here.
             try:
                 dbapi.rollback()
             except Exception:

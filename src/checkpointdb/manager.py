@@ -1,4 +1,4 @@
-"""CheckpointManager: the seed's API on the database, with compaction and retention policy.
+"""CheckpointManager: checkpoints of one session in the database, with retention policy.
 
 The manager decides *what* happens (validation, when to compact, how many
 to keep, how ids are assigned on import); the repository runs the SQL.
@@ -22,11 +22,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from .checkpoint import Checkpoint, JSONDict, format_id, parse_id
 from .engine import Cursor
 from .errors import ImportFormatError, InvalidDataError, NaiveDatetimeError
+from .jsonstream import JSONArrayReader
 from .operations import (
     Context,
     Operation,
@@ -129,7 +130,7 @@ def _check_limit(value: object, label: str, minimum: int, optional: bool) -> Non
 
 def _bound(value: object, label: str) -> datetime:
     if not isinstance(value, datetime):
-        # A TypeError, as comparing a non-datetime bound was in the seed.
+        # A TypeError subclass, so code that caught TypeError for a bad bound still does.
         raise NaiveDatetimeError(f"{label} must be a timezone-aware datetime, got {value!r}")
     return require_aware(value, label)
 
@@ -150,7 +151,7 @@ def next_page(page: list[Checkpoint]) -> int | None:
 
 
 def export_json(checkpoints: Iterable[Checkpoint]) -> str:
-    """The seed's export document: a JSON list of ``Checkpoint.to_dict()``."""
+    """The export document: a JSON list of ``Checkpoint.to_dict()``, indented by 2."""
     return json.dumps([cp.to_dict() for cp in checkpoints], indent=2, ensure_ascii=False)
 
 
@@ -305,13 +306,27 @@ class ManagerBase(ABC):
 
     def _import(self, json_data: str) -> Operation[int, int]:
         entries = self._parse_import(json_data)
+        return self._insert_imported(lambda: entries)
+
+    def _import_stream(
+        self, stream: IO[Any], progress: Callable[[int], object] | None
+    ) -> Operation[int, int]:
+        def entries() -> Iterator[_ImportEntry]:
+            seen: dict[str, int] = {}
+            for index, entry in enumerate(JSONArrayReader(stream, progress=progress)):
+                yield self._import_entry(index, entry, seen)
+
+        return self._insert_imported(entries)
+
+    def _insert_imported(
+        self, entries: Callable[[], Iterable[_ImportEntry]]
+    ) -> Operation[int, int]:
+        """Insert checked entries in one transaction; a bad one raises and rolls all back."""
         now = datetime.now(UTC)
         repo, session_id = self._context().repo, self.session_id
 
-        def body(cursor: Cursor) -> int:
-            last = repo.lock_session(cursor, session_id, now)
-            rows = []
-            for entry in entries:
+        def rows(last: int) -> Iterator[NewRow]:
+            for entry in entries():
                 parsed = parse_id(entry.id)
                 if (
                     parsed is not None
@@ -321,8 +336,11 @@ class ManagerBase(ABC):
                     last = parsed[1]
                 else:
                     last += 1
-                rows.append(replace(entry.row, seq=last))
-            return repo.insert_many(cursor, session_id, rows, now)
+                yield replace(entry.row, seq=last)
+
+        def body(cursor: Cursor) -> int:
+            last = repo.lock_session(cursor, session_id, now)
+            return repo.insert_many(cursor, session_id, rows(last), now)
 
         def finish(count: int) -> int:
             logger.info("session %s: imported %d checkpoints", session_id, count)
@@ -345,38 +363,37 @@ class ManagerBase(ABC):
             raise ImportFormatError(
                 f"import data must be a JSON list of checkpoints, got {type(document).__name__}"
             )
-        encode = self._context().encode
         seen: dict[str, int] = {}
-        entries = []
-        for index, entry in enumerate(document):
-            where = f"entry {index}"
-            if not isinstance(entry, dict):
-                raise ImportFormatError(f"{where}: must be an object, got {type(entry).__name__}")
-            missing = [key for key in ("id", "name", "timestamp", "data") if key not in entry]
-            if missing:
-                raise ImportFormatError(f"{where}: missing field(s) {', '.join(missing)}")
-            entry_id = entry["id"]
-            if not isinstance(entry_id, str) or not entry_id:
-                raise ImportFormatError(f"{where}: field 'id' must be a non-empty string")
-            if entry_id in seen:
-                raise ImportFormatError(
-                    f"{where}: id {entry_id!r} already appears in entry {seen[entry_id]}"
-                )
-            seen[entry_id] = index
-            pinned = entry.get("pinned", False)
-            if not isinstance(pinned, bool):
-                raise ImportFormatError(f"{where}: field 'pinned' must be true or false")
-            try:
-                name = check_identifier(entry["name"], "name")
-                timestamp = _import_time(entry["timestamp"])
-                data_json, meta_json, size = encode(
-                    entry["data"], entry.get("metadata", {})
-                )
-            except InvalidDataError as exc:
-                raise ImportFormatError(f"{where}: {exc}") from None
-            row = NewRow(0, name, timestamp, data_json, meta_json, size, pinned)
-            entries.append(_ImportEntry(entry_id, row))
-        return entries
+        return [self._import_entry(index, entry, seen) for index, entry in enumerate(document)]
+
+    def _import_entry(self, index: int, entry: object, seen: dict[str, int]) -> _ImportEntry:
+        """Check entry ``index`` of an import; ``seen`` maps the ids so far to their entries."""
+        where = f"entry {index}"
+        if not isinstance(entry, dict):
+            raise ImportFormatError(f"{where}: must be an object, got {type(entry).__name__}")
+        missing = [key for key in ("id", "name", "timestamp", "data") if key not in entry]
+        if missing:
+            raise ImportFormatError(f"{where}: missing field(s) {', '.join(missing)}")
+        entry_id = entry["id"]
+        if not isinstance(entry_id, str) or not entry_id:
+            raise ImportFormatError(f"{where}: field 'id' must be a non-empty string")
+        if entry_id in seen:
+            raise ImportFormatError(
+                f"{where}: id {entry_id!r} already appears in entry {seen[entry_id]}"
+            )
+        seen[entry_id] = index
+        pinned = entry.get("pinned", False)
+        if not isinstance(pinned, bool):
+            raise ImportFormatError(f"{where}: field 'pinned' must be true or false")
+        try:
+            name = check_identifier(entry["name"], "name")
+            timestamp = _import_time(entry["timestamp"])
+            encode = self._context().encode
+            data_json, meta_json, size = encode(entry["data"], entry.get("metadata", {}))
+        except InvalidDataError as exc:
+            raise ImportFormatError(f"{where}: {exc}") from None
+        row = NewRow(0, name, timestamp, data_json, meta_json, size, pinned)
+        return _ImportEntry(entry_id, row)
 
     # -- reading ----------------------------------------------------------------
 
@@ -463,12 +480,12 @@ class ManagerBase(ABC):
 class CheckpointManager(ManagerBase):
     """Checkpoints of one agent session, stored in a :class:`CheckpointStore`.
 
-    The seed's API, method for method: ``create``, ``get``, ``get_by_name``,
+    The in-memory manager's API, method for method: ``create``, ``get``, ``get_by_name``,
     ``get_latest``, ``get_all``, ``get_since``, ``get_between``,
     ``rollback_to``, ``clear``, ``get_summary``, ``on_checkpoint``, ``export``,
     ``import_checkpoints``, ``len()`` and iteration.
 
-    Where the seed was wrong, this does the right thing:
+    Where the in-memory manager was wrong, this does the right thing:
 
     * ``max_checkpoints`` is enforced: after compaction, if more unpinned
       live checkpoints remain than the cap, the oldest between the first and
@@ -486,8 +503,8 @@ class CheckpointManager(ManagerBase):
             0: on every create).
         keep_recent: how many of the newest checkpoints compaction always keeps.
         store: the :class:`CheckpointStore` to use; None means
-            :func:`~checkpointdb.default_store`, so seed code
-            ``CheckpointManager("s1")`` works unchanged.
+            :func:`~checkpointdb.default_store`, so code written for the
+            in-memory manager, ``CheckpointManager("s1")``, works unchanged.
     """
 
     def __init__(
@@ -626,7 +643,7 @@ class CheckpointManager(ManagerBase):
         """Checkpoints created strictly after ``timestamp`` (aware), in creation order.
 
         Raises:
-            NaiveDatetimeError: ``timestamp`` has no timezone (a TypeError, as in the seed).
+            NaiveDatetimeError: ``timestamp`` has no timezone (a TypeError subclass).
         """
         return perform(self._since(timestamp), self._db)
 
@@ -641,16 +658,16 @@ class CheckpointManager(ManagerBase):
     def rollback_to(self, checkpoint_id: str) -> JSONDict | None:
         """The data to restore the agent to a checkpoint, or None if there is no such id.
 
-        Like the seed, this changes nothing in the store: it returns the state.
+        This changes nothing in the store: it returns the state to restore.
         """
         return self._restore(self.get(checkpoint_id), checkpoint_id)
 
     def get_summary(self) -> dict[str, Any]:
         """Counts per name, first and last checkpoint, and the time between them.
 
-        The keys are the seed's (total_count, unique_names, names,
-        first_checkpoint, last_checkpoint, duration_seconds) plus
-        payload_bytes, the live checkpoints' stored JSON size.
+        The keys are total_count, unique_names, names, first_checkpoint,
+        last_checkpoint, duration_seconds and payload_bytes, the live
+        checkpoints' stored JSON size.
         """
         return perform(self._summary(), self._db)
 
@@ -664,8 +681,54 @@ class CheckpointManager(ManagerBase):
     # -- export / import --------------------------------------------------------
 
     def export(self) -> str:
-        """Every checkpoint as the seed's JSON: a list of ``Checkpoint.to_dict()``."""
+        """Every checkpoint as export JSON: a list of ``Checkpoint.to_dict()``, oldest first."""
         return export_json(self)
+
+    def export_to(self, stream: IO[str], progress: Callable[[int], object] | None = None) -> int:
+        """Write :meth:`export`'s exact text to a text stream, reading rows a page at a time.
+
+        Memory stays bounded however large the session; the rows come from
+        one query, so the file is one consistent snapshot.
+
+        Args:
+            stream: where to write (a file opened for text, ``sys.stdout``...).
+            progress: called with 1 after each checkpoint written.
+
+        Returns:
+            How many checkpoints were written.
+        """
+        count = 0
+        stream.write("[")
+        for checkpoint in self.find(newest_first=False):
+            entry = json.dumps(checkpoint.to_dict(), indent=2, ensure_ascii=False)
+            # Indented as a list item; JSON text has no raw newline inside strings.
+            stream.write(("\n  " if count == 0 else ",\n  ") + entry.replace("\n", "\n  "))
+            count += 1
+            if progress is not None:
+                progress(1)
+        stream.write("\n]" if count else "]")
+        return count
+
+    def import_from(self, stream: IO[Any], progress: Callable[[int], object] | None = None) -> int:
+        """Import :meth:`export` JSON read from a file, in bounded memory, all or nothing.
+
+        The same rules as :meth:`import_checkpoints`, but the document is read
+        a chunk at a time and each entry is checked and inserted as it is
+        read, all in one transaction: a bad entry anywhere rolls back every
+        row, so nothing is written.
+
+        Args:
+            stream: a text stream, or a binary one holding UTF-8.
+            progress: called with the characters (text) or bytes (binary) of
+                each chunk read.
+
+        Returns:
+            How many checkpoints were imported.
+
+        Raises:
+            ImportFormatError: the JSON is malformed; names the entry and field.
+        """
+        return perform(self._import_stream(stream, progress), self._db)
 
     def import_checkpoints(self, json_data: str) -> int:
         """Import checkpoints from :meth:`export` JSON, all or nothing.

@@ -11,7 +11,7 @@ many to keep and what an id looks like are the manager's business.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -87,6 +87,15 @@ class Removed(NamedTuple):
 
     seq: int
     payload_bytes: int
+
+
+class CheckpointSpan(NamedTuple):
+    """One session's live checkpoints: how many, and the oldest and newest created_at."""
+
+    session_id: str
+    checkpoint_count: int
+    first: datetime
+    last: datetime
 
 
 @dataclass(frozen=True)
@@ -333,6 +342,21 @@ class Repository:
                 updated_at=bindparam("now"),
             )
         )
+        # Times of checkpoints without their payloads, for timelines and session listings.
+        span_columns = (
+            _cp.session_id,
+            func.count(),
+            func.min(_cp.created_at),
+            func.max(_cp.created_at),
+        )
+        self._spans = self._compile(
+            select(*span_columns).group_by(_cp.session_id).order_by(_cp.session_id)
+        )
+        self._session_span = self._compile(
+            select(*span_columns).where(_cp.session_id == session).group_by(_cp.session_id)
+        )
+        self._times = self._compile(select(_cp.created_at))
+        self._session_times = self._compile(select(_cp.created_at).where(_cp.session_id == session))
         # LIMIT that means "no limit": SQLite wants -1, PostgreSQL NULL.
         self._no_limit = -1 if name == "sqlite" else None
         if name == "postgresql":
@@ -634,6 +658,41 @@ class Repository:
     def sessions(self, cursor: Cursor) -> list[SessionInfo]:
         """Every session, by id."""
         return [_session_info(row) for row in self._run(cursor, self._sessions, {}).fetchall()]
+
+    def checkpoint_spans(self, cursor: Cursor, session_id: str | None) -> list[CheckpointSpan]:
+        """Per session with live checkpoints (or just ``session_id``'s): count, first, last time."""
+        if session_id is None:
+            self._run(cursor, self._spans, {})
+        else:
+            self._run(cursor, self._session_span, {"session_id": session_id})
+        return [
+            CheckpointSpan(sid, int(count), decode_time(first), decode_time(last))
+            for sid, count, first, last in cursor.fetchall()
+        ]
+
+    def created_times(
+        self, cursor: Cursor, session_id: str | None, page_size: int = PAGE_SIZE
+    ) -> Iterator[datetime]:
+        """Stream the created_at of every live checkpoint (or ``session_id``'s), unordered.
+
+        Reads no payload; a page of rows at a time (on PostgreSQL through a
+        server-side cursor), so memory stays bounded.
+        """
+        if session_id is None:
+            stmt, params = self._times, {}
+        else:
+            stmt, params = self._session_times, {"session_id": session_id}
+        rows: Any = cursor
+        if self.dialect.name == "postgresql":
+            rows = cursor.connection.cursor(name="checkpointdb_times")
+        try:
+            self._run(rows, stmt, params)
+            while page := rows.fetchmany(page_size):
+                for (created_at,) in page:
+                    yield decode_time(created_at)
+        finally:
+            if rows is not cursor:
+                rows.close()
 
     # -- maintenance ----------------------------------------------------------
 

@@ -31,7 +31,8 @@ from .errors import CheckpointDBError, InvalidDataError, NotFoundError, PayloadT
 from .manager import CheckpointManager, use_default_store
 from .operations import Context, Operation, find_body, perform, read, stream, unchanged
 from .query import FindQuery, takes_filters
-from .repository import Removed, Repository
+from .repository import CheckpointSpan, Removed, Repository
+from .timeline import Timeline, build_timeline
 from .validate import (
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -439,6 +440,48 @@ class CheckpointStore(StoreBase):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    # -- time -----------------------------------------------------------------
+
+    def checkpoint_spans(self, session_id: str | None = None) -> list[CheckpointSpan]:
+        """Per session, by id: live checkpoints and the oldest and newest created_at.
+
+        One grouped query on the ``(session_id, created_at)`` index; sessions
+        without live checkpoints are left out. ``session_id`` limits it to one.
+        """
+        if session_id is not None:
+            check_identifier(session_id, "session_id")
+        repo = self._repo
+        return perform(read(lambda cursor: repo.checkpoint_spans(cursor, session_id)), self._db)
+
+    def timeline(self, session_id: str | None = None, *, slices: int = 12) -> Timeline:
+        """Live checkpoints (of one session, or all) counted per equal slice of time.
+
+        Reads only the created_at column, a page at a time, on one snapshot:
+        no payload is loaded, and memory stays bounded.
+
+        Args:
+            session_id: only this session's checkpoints.
+            slices: at most this many slices (fewer when there are fewer checkpoints).
+        """
+        if session_id is not None:
+            check_identifier(session_id, "session_id")
+        if type(slices) is not int or slices < 1:
+            raise InvalidDataError(f"slices must be an int >= 1, got {slices!r}")
+        repo = self._repo
+
+        def body(cursor: Cursor) -> Timeline:
+            spans = repo.checkpoint_spans(cursor, session_id)
+            if not spans:
+                return Timeline(0, None, None, [])
+            first = min(span.first for span in spans)
+            last = max(span.last for span in spans)
+            count = sum(span.checkpoint_count for span in spans)
+            times = repo.created_times(cursor, session_id)
+            return build_timeline(times, first, last, count, slices)
+
+        timeline: Timeline = perform(read(body, snapshot=True), self._db)
+        return timeline
 
     # -- find -----------------------------------------------------------------
 

@@ -1,0 +1,166 @@
+"""``db upgrade|current|history|check``: the schema's revisions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from . import output
+from .common import CommandError, Env, Group, examples, json_option
+
+if TYPE_CHECKING:
+    from ..engine import Database
+    from ..repository import Repository
+
+
+@click.group("db", cls=Group)
+@examples(
+    "checkpointdb --db agent.db db check || checkpointdb --db agent.db db upgrade",
+)
+def db_group() -> None:
+    """Manage the schema: upgrade, current, history, check.
+
+    The same as running alembic from a checkout, with the migrations packaged
+    in checkpointdb itself, so it works from an installed wheel.
+    """
+
+
+def _schema_status(database: Database, repository: Repository) -> dict[str, Any]:
+    from .. import migrate
+
+    current = migrate.current_revision(database, repository)
+    head = migrate.head_revision()
+    return {
+        "database": database.where,
+        "current": current,
+        "head": head,
+        "at_head": current == head,
+        "known": current is None or current in migrate.known_revisions(),
+        "upgrade_command": migrate.upgrade_command(database),
+    }
+
+
+def _describe_status(status: dict[str, Any]) -> str:
+    where, current, head = status["database"], status["current"], status["head"]
+    upgrade = f"run `{status['upgrade_command']}`"
+    if status["at_head"]:
+        return f"{where} is at schema revision {current}, the newest this checkpointdb knows"
+    if current is None:
+        return f"{where} has no checkpointdb schema yet (head is {head}); {upgrade} to create it"
+    if not status["known"]:
+        return (
+            f"{where} is at schema revision {current}, which this checkpointdb does not know "
+            f"(its newest is {head}): it was written by a newer checkpointdb; upgrade checkpointdb"
+        )
+    return f"{where} is at schema revision {current}; head is {head}: {upgrade}"
+
+
+@db_group.command("upgrade")
+@json_option
+@click.pass_obj
+@examples(
+    "checkpointdb --db agent.db db upgrade",
+)
+def db_upgrade_command(env: Env, as_json: bool) -> None:
+    """Upgrade the database's schema to the newest revision (creating it if empty).
+
+    Safe to run while agents use the database and from many hosts at once:
+    migrations run under a lock, each exactly once. A database written by a
+    newer checkpointdb is refused and left unchanged.
+    """
+    from .. import migrate
+
+    database, repository = env.open_database(create=True)
+    before = migrate.current_revision(database, repository)
+    migrate.upgrade(database, repository)
+    after = migrate.current_revision(database, repository)
+    if as_json:
+        output.emit_json({"database": database.where, "from": before, "to": after})
+    elif before == after:
+        output.line(f"{database.where} is already at schema revision {after}; nothing to do")
+    elif before is None:
+        output.line(f"created the schema in {database.where} at revision {after}")
+    else:
+        output.line(f"upgraded {database.where} from schema revision {before} to {after}")
+
+
+@db_group.command("current")
+@json_option
+@click.pass_obj
+@examples(
+    "checkpointdb db current",
+    "checkpointdb --db agent.db db current --json",
+)
+def db_current_command(env: Env, as_json: bool) -> None:
+    """Print the database's schema revision and whether it is the newest."""
+    status = _schema_status(*env.open_database())
+    if as_json:
+        output.emit_json(status)
+    else:
+        output.line(_describe_status(status))
+
+
+@db_group.command("history")
+@json_option
+@click.pass_obj
+@examples(
+    "checkpointdb db history",
+)
+def db_history_command(env: Env, as_json: bool) -> None:
+    """List the schema revisions this checkpointdb ships, oldest first.
+
+    The database's current revision is marked when the database exists.
+    """
+    from .. import migrate
+    from ..engine import describe
+
+    url = env.url()
+    exists = url.get_backend_name() != "sqlite" or Path(str(url.database)).exists()
+    current = migrate.current_revision(*env.open_database()) if exists else None
+    revisions = [{**entry, "current": entry["revision"] == current} for entry in migrate.history()]
+    if as_json:
+        output.emit_json(revisions)
+        return
+    head = migrate.head_revision()
+
+    def status(entry: dict[str, Any]) -> str:
+        marks = [("current", entry["current"]), ("head", entry["revision"] == head)]
+        return ", ".join(mark for mark, on in marks if on)
+
+    output.print_table(
+        ["REVISION", "DESCRIPTION", "STATUS"],
+        ([entry["revision"], entry["message"] or "", status(entry)] for entry in revisions),
+        give_way=(1,),
+    )
+    if not exists:
+        output.line(f"(no database at {url.database})")
+    elif current is None:
+        output.line(f"({describe(url)} has no checkpointdb schema yet)")
+
+
+@db_group.command("check")
+@json_option
+@click.pass_obj
+@examples(
+    "checkpointdb --db agent.db db check && start-agents",
+)
+def db_check_command(env: Env, as_json: bool) -> None:
+    """Exit 0 if the database's schema is the newest, 1 (saying why) if not.
+
+    For deploy scripts: check before starting agents that open stores with
+    auto_upgrade=False.
+    """
+    status = _schema_status(*env.open_database())
+    if as_json:
+        output.emit_json(status)
+        if not status["at_head"]:
+            raise click.exceptions.Exit(1)
+        return
+    if not status["at_head"]:
+        raise CommandError(_describe_status(status))
+    output.line(_describe_status(status))
+
+
+COMMANDS = (db_group,)
