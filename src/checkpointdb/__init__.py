@@ -12,7 +12,7 @@ use, so the sync API works without it.
 
 from typing import TYPE_CHECKING, Any
 
-from .checkpoint import Checkpoint, SessionInfo
+from .checkpoint import Checkpoint, RetentionPolicy, SessionInfo
 from .errors import (
     CheckpointDBError,
     CorruptDatabaseError,
@@ -51,6 +51,7 @@ __all__ = [
     "NaiveDatetimeError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "RetentionPolicy",
     "SchemaError",
     "SchemaOutOfDateError",
     "SchemaTooNewError",
