@@ -6,7 +6,7 @@ Every test runs on both backends and through the sync and the asyncio API.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
