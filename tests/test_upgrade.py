@@ -151,3 +151,37 @@ def test_cli_db_upgrade_upgrades_a_revision_1_database(backend_url: str) -> None
     assert result.exit_code == 0, result.output
     with CheckpointStore(backend_url, auto_upgrade=False) as store:
         _check_everything_kept(store, expected)
+
+
+def test_revision_3_database_gets_parent_links_and_downgrades(backend_url: str) -> None:
+    with CheckpointStore(backend_url) as store:
+        mgr = store.manager("s", max_checkpoints=None, compress_after=None)
+        for i in range(6):
+            mgr.create("n", {"i": i})
+        before = [cp.to_dict() for cp in mgr.get_all()]
+    db = Database(resolve_url(backend_url))
+    try:
+        repository = Repository(db.engine.dialect)
+        downgrade(db, repository, "0003")
+        with db.connect() as conn, conn.begin():
+            conn.execute(sa.text("DELETE FROM checkpoints WHERE seq IN (2, 5)"))
+            conn.execute(
+                sa.text("UPDATE sessions SET checkpoint_count = 4, payload_bytes = payload_bytes")
+            )
+        upgrade(db, repository)
+    finally:
+        db.dispose()
+    with CheckpointStore(backend_url, auto_upgrade=False) as store:
+        stored = store.manager("s").get_all()
+        # Each row's parent is the next lower live seq; ids and payloads intact.
+        assert [(cp.id, cp.parent_id) for cp in stored] == [
+            ("s:1", None),
+            ("s:3", "s:1"),
+            ("s:4", "s:3"),
+            ("s:6", "s:4"),
+        ]
+        kept = [entry for entry in before if entry["id"] not in ("s:2", "s:5")]
+        assert [(cp.id, cp.data, cp.timestamp.isoformat()) for cp in stored] == [
+            (e["id"], e["data"], e["timestamp"]) for e in kept
+        ]
+        assert store.session("s").last_seq == 6

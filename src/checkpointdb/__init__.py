@@ -14,7 +14,7 @@ Everything that needs SQLAlchemy (the store, the manager and the asyncio API,
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from .checkpoint import Checkpoint, SessionInfo
+from .checkpoint import Checkpoint, RetentionPolicy, SessionInfo
 from .errors import (
     CheckpointDBError,
     CorruptDatabaseError,
@@ -67,6 +67,7 @@ __all__ = [
     "NaiveDatetimeError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "RetentionPolicy",
     "SchemaError",
     "SchemaOutOfDateError",
     "SchemaTooNewError",

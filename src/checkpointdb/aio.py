@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from datetime import datetime, timedelta
@@ -46,12 +46,13 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import URL
 
-from .checkpoint import Checkpoint, JSONDict, SessionInfo
+from .checkpoint import STORED, Checkpoint, JSONDict, KeepRecent, Limit, SessionInfo
 from .engine import DEFAULT_SETTINGS, Database, describe, resolve_url
 from .errors import CheckpointDBError, StoreClosedError
 from .manager import (
     FIRST_PAGE_AFTER,
     FIRST_PAGE_BEFORE,
+    BatchEntry,
     CompactionReport,
     ManagerBase,
     export_json,
@@ -309,10 +310,10 @@ class AsyncCheckpointStore(StoreBase):
     def manager(
         self,
         session_id: str,
-        max_checkpoints: int | None = 100,
-        compress_after: int | None = 50,
+        max_checkpoints: Limit = STORED,
+        compress_after: Limit = STORED,
         *,
-        keep_recent: int = 20,
+        keep_recent: KeepRecent = STORED,
     ) -> AsyncCheckpointManager:
         """An :class:`AsyncCheckpointManager` for one session of this store (no I/O)."""
         return AsyncCheckpointManager(
@@ -430,10 +431,10 @@ class AsyncCheckpointManager(ManagerBase):
     def __init__(
         self,
         session_id: str,
-        max_checkpoints: int | None = 100,
-        compress_after: int | None = 50,
+        max_checkpoints: Limit = STORED,
+        compress_after: Limit = STORED,
         *,
-        keep_recent: int = 20,
+        keep_recent: KeepRecent = STORED,
         store: AsyncCheckpointStore,
     ) -> None:
         super().__init__(session_id, max_checkpoints, compress_after, keep_recent)
@@ -455,22 +456,57 @@ class AsyncCheckpointManager(ManagerBase):
         metadata: JSONDict | None = None,
         *,
         pin: bool = False,
+        parent: str | None = None,
     ) -> Checkpoint:
         """Create a checkpoint; it is committed when this returns.
 
         See :meth:`CheckpointManager.create`. The on_checkpoint callback runs
         (and is awaited, if it returns an awaitable) after the commit.
         """
-        checkpoint = await self.store._perform(self._create(name, data, metadata, pin))
+        checkpoint = await self.store._perform(self._create(name, data, metadata, pin, parent))
+        await self._notify([checkpoint])
+        return checkpoint
+
+    async def _notify(self, checkpoints: list[Checkpoint]) -> None:
         callback = self._on_checkpoint
-        if callback is not None:
+        if callback is None:
+            return
+        for checkpoint in checkpoints:
             try:
                 outcome = callback(checkpoint)
                 if inspect.isawaitable(outcome):
                     await outcome
             except Exception:
                 log_callback_failure(checkpoint)
-        return checkpoint
+
+    async def create_many(self, entries: Iterable[BatchEntry]) -> list[Checkpoint]:
+        """Create several checkpoints in one transaction (see the sync ``create_many``)."""
+        created = await self.store._perform(self._create_many(entries))
+        await self._notify(created)
+        return created
+
+    async def delete(self, checkpoint_id: str) -> bool:
+        """Delete one checkpoint; False if there is no such live checkpoint."""
+        return await self.store._perform(self._delete(checkpoint_id))
+
+    async def pop(self) -> Checkpoint | None:
+        """Delete the newest checkpoint and return it (None if the session is empty)."""
+        return await self.store._perform(self._pop())
+
+    async def truncate_after(self, checkpoint_id: str) -> int:
+        """Delete every checkpoint newer than this one; the count (see the sync API)."""
+        return await self.store._perform(self._truncate_after(checkpoint_id))
+
+    async def fork(
+        self, checkpoint_id: str, new_session_id: str, *, history: str = "lineage"
+    ) -> AsyncCheckpointManager:
+        """Start a new session from a checkpoint; see :meth:`CheckpointManager.fork`."""
+        new_id = await self.store._perform(self._fork(checkpoint_id, new_session_id, history))
+        return self.store.manager(new_id)
+
+    async def set_session_metadata(self, metadata: JSONDict) -> None:
+        """Replace the session's own metadata (``await store.session(sid)`` shows it)."""
+        await self.store._perform(self._set_session_metadata(metadata))
 
     async def clear(self) -> int:
         """Delete every checkpoint of the session; ids continue where they were."""
@@ -511,6 +547,18 @@ class AsyncCheckpointManager(ManagerBase):
     async def get_all(self) -> list[Checkpoint]:
         """Every live checkpoint, oldest first. For large sessions iterate instead."""
         return [checkpoint async for checkpoint in self]
+
+    async def get_recent(self, n: int) -> list[Checkpoint]:
+        """The newest ``n`` checkpoints, oldest first."""
+        return await self.store._perform(self._recent(n))
+
+    async def lineage(self, checkpoint_id: str) -> list[Checkpoint]:
+        """The checkpoint and its live ancestors, oldest first (see the sync ``lineage``)."""
+        return await self.store._perform(self._lineage(checkpoint_id))
+
+    async def diff(self, a_id: str, b_id: str) -> list[dict[str, Any]]:
+        """The RFC 6902 JSON Patch that turns checkpoint a's data into b's."""
+        return await self.store._perform(self._diff(a_id, b_id))
 
     async def iter_newest_first(self) -> AsyncIterator[Checkpoint]:
         """Stream the session's checkpoints newest first, a page at a time."""

@@ -8,11 +8,60 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from enum import Enum
+from typing import Any, Literal
 
 JSONDict = dict[str, Any]
 # The largest seq a BIGINT column holds; larger ids cannot exist.
 MAX_SEQ = 2**63 - 1
+
+# A session's retention policy when none was ever set for it.
+DEFAULT_MAX_CHECKPOINTS = 100
+DEFAULT_COMPRESS_AFTER = 50
+DEFAULT_KEEP_RECENT = 20
+# How a session row stores "no cap" / "never compact" (NULL means the default).
+STORED_OFF = -1
+
+
+class _Stored(Enum):
+    STORED = "stored"
+
+
+# A policy argument left out: apply the session's stored setting, and write nothing.
+STORED = _Stored.STORED
+Limit = int | None | Literal[_Stored.STORED]
+KeepRecent = int | Literal[_Stored.STORED]
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """The retention policy a session's managers apply (see CheckpointManager).
+
+    Attributes:
+        max_checkpoints: unpinned live checkpoints kept at most (None: no cap).
+        compress_after: compact when the live count exceeds this (None: never).
+        keep_recent: how many of the newest checkpoints compaction always keeps.
+    """
+
+    max_checkpoints: int | None = DEFAULT_MAX_CHECKPOINTS
+    compress_after: int | None = DEFAULT_COMPRESS_AFTER
+    keep_recent: int = DEFAULT_KEEP_RECENT
+
+    @classmethod
+    def from_stored(cls, stored: tuple[int | None, int | None, int | None]) -> RetentionPolicy:
+        """The policy a session row's columns mean (NULL: the default; -1: off)."""
+        max_checkpoints, compress_after, keep_recent = stored
+
+        def limit(value: int | None, default: int) -> int | None:
+            if value is None:
+                return default
+            return None if value == STORED_OFF else int(value)
+
+        return cls(
+            limit(max_checkpoints, DEFAULT_MAX_CHECKPOINTS),
+            limit(compress_after, DEFAULT_COMPRESS_AFTER),
+            DEFAULT_KEEP_RECENT if keep_recent is None else int(keep_recent),
+        )
 
 
 def format_id(session_id: str, seq: int) -> str:
@@ -47,6 +96,8 @@ class Checkpoint:
         data: the JSON state.
         metadata: extra JSON the caller attached.
         pinned: pinned checkpoints survive compaction, the cap and expiry.
+        parent_id: the checkpoint of the same session this one was created
+            from (None for a root). It may name a checkpoint deleted since.
     """
 
     id: str
@@ -55,6 +106,7 @@ class Checkpoint:
     data: JSONDict
     metadata: JSONDict = field(default_factory=dict)
     pinned: bool = False
+    parent_id: str | None = None
 
     @property
     def session_id(self) -> str:
@@ -67,10 +119,10 @@ class Checkpoint:
         return int(self.id.rpartition(":")[2])
 
     def to_dict(self) -> JSONDict:
-        """The export format: id, name, ISO 8601 timestamp (with +00:00), data, metadata.
+        """The export format: id, name, ISO 8601 timestamp (with +00:00), data, metadata, parent_id.
 
-        A pinned checkpoint also carries ``"pinned": true``, so pins survive
-        an export and import; unpinned ones carry exactly the five keys above.
+        ``parent_id`` is null for a root. A pinned checkpoint also carries
+        ``"pinned": true``, so pins survive an export and import.
         """
         exported: JSONDict = {
             "id": self.id,
@@ -78,6 +130,7 @@ class Checkpoint:
             "timestamp": self.timestamp.isoformat(),
             "data": self.data,
             "metadata": self.metadata,
+            "parent_id": self.parent_id,
         }
         if self.pinned:
             exported["pinned"] = True
@@ -85,7 +138,7 @@ class Checkpoint:
 
     @classmethod
     def from_dict(cls, data: JSONDict) -> Checkpoint:
-        """Build a checkpoint from :meth:`to_dict` output (metadata optional)."""
+        """Build a checkpoint from :meth:`to_dict` output (metadata and parent_id optional)."""
         return cls(
             id=data["id"],
             name=data["name"],
@@ -93,6 +146,7 @@ class Checkpoint:
             data=data["data"],
             metadata=data.get("metadata", {}),
             pinned=bool(data.get("pinned", False)),
+            parent_id=data.get("parent_id"),
         )
 
 
@@ -107,6 +161,9 @@ class SessionInfo:
         checkpoint_count: live checkpoints (after compaction and clear).
         last_seq: the highest seq ever issued; the next checkpoint gets ``last_seq + 1``.
         payload_bytes: UTF-8 bytes of the live checkpoints' data and metadata JSON.
+        metadata: the session's own JSON metadata (``set_session_metadata``).
+        forked_from: the id of the checkpoint this session was forked from, or None.
+        policy: the retention policy its managers apply.
     """
 
     id: str
@@ -115,3 +172,6 @@ class SessionInfo:
     checkpoint_count: int
     last_seq: int
     payload_bytes: int = 0
+    metadata: JSONDict = field(default_factory=dict)
+    forked_from: str | None = None
+    policy: RetentionPolicy = RetentionPolicy()

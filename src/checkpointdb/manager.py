@@ -22,11 +22,24 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any, Protocol
+from enum import Enum
+from typing import IO, Any, Literal, Protocol
 
-from .checkpoint import Checkpoint, JSONDict, format_id, parse_id
+import jsonpatch
+
+from .checkpoint import (
+    STORED,
+    STORED_OFF,
+    Checkpoint,
+    JSONDict,
+    KeepRecent,
+    Limit,
+    RetentionPolicy,
+    format_id,
+    parse_id,
+)
 from .engine import Cursor
-from .errors import ImportFormatError, InvalidDataError, NaiveDatetimeError
+from .errors import ImportFormatError, InvalidDataError, NaiveDatetimeError, NotFoundError
 from .jsonstream import JSONArrayReader
 from .operations import (
     Context,
@@ -40,7 +53,16 @@ from .operations import (
     unchanged,
 )
 from .query import FindQuery, session_filters, takes_filters
-from .repository import END_OF_TIME, PAGE_SIZE, NameCount, NewRow, Removed
+from .repository import (
+    END_OF_TIME,
+    FORK_HISTORIES,
+    PAGE_SIZE,
+    NameCount,
+    NewRow,
+    Removed,
+    Repository,
+    StoredPolicy,
+)
 from .types import require_aware
 from .validate import check_identifier
 
@@ -77,6 +99,10 @@ FIRST_PAGE_AFTER = 0
 FIRST_PAGE_BEFORE = 2**62
 
 
+# A create_many entry: (name, data) or (name, data, metadata).
+BatchEntry = tuple[str, JSONDict] | tuple[str, JSONDict, JSONDict | None]
+
+
 @dataclass(frozen=True)
 class CompactionReport:
     """What an explicit :meth:`CheckpointManager.compact` removed (or would remove).
@@ -103,12 +129,18 @@ class CompactionReport:
         return len(self.removed)
 
 
+class _Absent(Enum):
+    ABSENT = "absent"
+
+
 @dataclass(frozen=True)
 class _ImportEntry:
     """A validated import entry; its seq is decided inside the import transaction."""
 
     id: str
     row: NewRow
+    # The entry's parent_id; ABSENT in exports written before parent links.
+    parent_id: str | Literal[_Absent.ABSENT] | None
 
 
 _SummaryParts = tuple[list[NameCount], Checkpoint | None, Checkpoint | None, int]
@@ -145,6 +177,36 @@ def _import_time(value: object) -> datetime:
     return require_aware(parsed, "field 'timestamp'")
 
 
+def _stored_limit(value: Limit) -> int | None:
+    """A limit argument as the session row stores it (None: leave the column alone)."""
+    if value is STORED:
+        return None
+    return STORED_OFF if value is None else value
+
+
+def _retain(
+    repo: Repository,
+    cursor: Cursor,
+    session_id: str,
+    policy: RetentionPolicy,
+    count: int,
+    now: datetime,
+) -> None:
+    """Compact, then cap, as the policy says for a session of ``count`` live rows."""
+    if policy.compress_after is not None and count > policy.compress_after:
+        count -= len(repo.compact(cursor, session_id, policy.keep_recent, now))
+    if policy.max_checkpoints is not None and count > policy.max_checkpoints:
+        repo.cap(cursor, session_id, policy.max_checkpoints, now)
+
+
+def _found(checkpoint: Checkpoint | None, checkpoint_id: str) -> Checkpoint:
+    if checkpoint is None:
+        raise NotFoundError(
+            f"no checkpoint {checkpoint_id!r}: it was never created or has been deleted"
+        )
+    return checkpoint
+
+
 def next_page(page: list[Checkpoint]) -> int | None:
     """The seq bound of the page after ``page``, or None if ``page`` was the last."""
     return page[-1].seq if len(page) == PAGE_SIZE else None
@@ -160,6 +222,32 @@ def log_callback_failure(checkpoint: Checkpoint) -> None:
     logger.exception(
         "on_checkpoint callback failed for %s; the checkpoint is stored", checkpoint.id
     )
+
+
+def _imported_parent(
+    parent_id: str | Literal[_Absent.ABSENT] | None,
+    new_seqs: dict[str, int],
+    previous: int | None,
+    session_id: str,
+    seq: int,
+) -> int | None:
+    """The parent seq of an imported entry that gets ``seq``.
+
+    A parent earlier in the file follows that entry to its new seq; an
+    earlier checkpoint of this session stays; any other parent makes the
+    entry a root. An export without parent links chains each entry to the
+    one before it (the first to the session's newest), as creates would.
+    """
+    if parent_id is _Absent.ABSENT:
+        return previous
+    if parent_id is None:
+        return None
+    if parent_id in new_seqs:
+        return new_seqs[parent_id]
+    parsed = parse_id(parent_id)
+    if parsed is not None and parsed[0] == session_id and parsed[1] < seq:
+        return parsed[1]
+    return None
 
 
 def _summary(parts: _SummaryParts) -> dict[str, Any]:
@@ -197,18 +285,43 @@ class ManagerBase(ABC):
     def __init__(
         self,
         session_id: str,
-        max_checkpoints: int | None,
-        compress_after: int | None,
-        keep_recent: int,
+        max_checkpoints: Limit,
+        compress_after: Limit,
+        keep_recent: KeepRecent,
     ) -> None:
         check_identifier(session_id, "session_id")
-        _check_limit(max_checkpoints, "max_checkpoints", 0, optional=True)
-        _check_limit(compress_after, "compress_after", 0, optional=True)
-        _check_limit(keep_recent, "keep_recent", 0, optional=False)
+        if max_checkpoints is not STORED:
+            _check_limit(max_checkpoints, "max_checkpoints", 0, optional=True)
+        if compress_after is not STORED:
+            _check_limit(compress_after, "compress_after", 0, optional=True)
+        if keep_recent is not STORED:
+            _check_limit(keep_recent, "keep_recent", 0, optional=False)
         self.session_id = session_id
-        self.max_checkpoints = max_checkpoints
-        self.compress_after = compress_after
-        self.keep_recent = keep_recent
+        # What this manager writes to the session row with each create (None: nothing).
+        self._policy_to_store: StoredPolicy = (
+            _stored_limit(max_checkpoints),
+            _stored_limit(compress_after),
+            None if keep_recent is STORED else keep_recent,
+        )
+        # The policy as this manager last applied it; before its first write,
+        # its arguments, and the defaults for those left out.
+        self._note_policy(RetentionPolicy.from_stored(self._policy_to_store))
+
+    def _note_policy(self, policy: RetentionPolicy) -> None:
+        self.max_checkpoints = policy.max_checkpoints
+        self.compress_after = policy.compress_after
+        self.keep_recent = policy.keep_recent
+
+    def _parent_seq(self, parent: object) -> int | None:
+        """The seq a ``parent=`` argument names (None: the default parent)."""
+        if parent is None:
+            return None
+        seq = self._seq_of(parent)
+        if seq is None:
+            raise NotFoundError(
+                f"parent {parent!r} is not a checkpoint id of session {self.session_id!r}"
+            )
+        return seq
 
     @abstractmethod
     def _context(self) -> Context:
@@ -220,29 +333,36 @@ class ManagerBase(ABC):
     # -- writing ----------------------------------------------------------------
 
     def _create(
-        self, name: str, data: JSONDict, metadata: JSONDict | None, pin: bool
-    ) -> Operation[int, Checkpoint]:
+        self, name: str, data: JSONDict, metadata: JSONDict | None, pin: bool, parent: object
+    ) -> Operation[tuple[int, int | None, RetentionPolicy], Checkpoint]:
         check_identifier(name, "name")
         context = self._context()
         data_json, meta_json, size = context.encode(data, metadata)
+        parent_seq = self._parent_seq(parent)
         pinned = bool(pin)
         now = datetime.now(UTC)
         repo, session_id = context.repo, self.session_id
-        compress_after, max_checkpoints = self.compress_after, self.max_checkpoints
-        keep_recent = self.keep_recent
+        to_store = self._policy_to_store
 
-        def body(cursor: Cursor) -> int:
-            seq, count = repo.allocate(cursor, session_id, now, size)
-            repo.insert(
-                cursor, session_id, NewRow(seq, name, now, data_json, meta_json, size, pinned)
-            )
-            if compress_after is not None and count > compress_after:
-                count -= len(repo.compact(cursor, session_id, keep_recent, now))
-            if max_checkpoints is not None and count > max_checkpoints:
-                repo.cap(cursor, session_id, max_checkpoints, now)
-            return seq
+        def body(cursor: Cursor) -> tuple[int, int | None, RetentionPolicy]:
+            if parent_seq is not None and not repo.exists(cursor, session_id, parent_seq):
+                raise NotFoundError(
+                    f"parent {format_id(session_id, parent_seq)!r} is not a live checkpoint"
+                )
+            seq, count, stored = repo.allocate(cursor, session_id, now, size, policy=to_store)
+            row = NewRow(seq, name, now, data_json, meta_json, size, pinned, parent_seq)
+            if parent_seq is None:
+                parent_of_row = repo.insert_on_newest(cursor, session_id, row)
+            else:
+                repo.insert(cursor, session_id, row)
+                parent_of_row = parent_seq
+            policy = RetentionPolicy.from_stored(stored)
+            _retain(repo, cursor, session_id, policy, count, now)
+            return seq, parent_of_row, policy
 
-        def finish(seq: int) -> Checkpoint:
+        def finish(result: tuple[int, int | None, RetentionPolicy]) -> Checkpoint:
+            seq, parent_of_row, policy = result
+            self._note_policy(policy)
             checkpoint = Checkpoint(
                 id=format_id(session_id, seq),
                 name=name,
@@ -250,11 +370,158 @@ class ManagerBase(ABC):
                 data=json.loads(data_json),
                 metadata=json.loads(meta_json),
                 pinned=pinned,
+                parent_id=None if parent_of_row is None else format_id(session_id, parent_of_row),
             )
             logger.debug("session %s: created checkpoint %r (#%d)", session_id, name, seq)
             return checkpoint
 
         return Operation(body, finish, write=True)
+
+    def _create_many(self, entries: object) -> Plan[list[Checkpoint]]:
+        now = datetime.now(UTC)
+        rows = self._parse_batch(entries, now)
+        if not rows:
+            return Ready([])
+        repo, session_id = self._context().repo, self.session_id
+        to_store = self._policy_to_store
+        total = sum(row.payload_bytes for row in rows)
+
+        def body(cursor: Cursor) -> tuple[int, int | None, RetentionPolicy]:
+            last, count, stored = repo.allocate(
+                cursor, session_id, now, total, rows=len(rows), policy=to_store
+            )
+            first = last - len(rows) + 1
+            parent = repo.insert_on_newest(cursor, session_id, replace(rows[0], seq=first))
+            for offset, row in enumerate(rows[1:], start=1):
+                repo.insert(
+                    cursor,
+                    session_id,
+                    replace(row, seq=first + offset, parent_seq=first + offset - 1),
+                )
+            policy = RetentionPolicy.from_stored(stored)
+            _retain(repo, cursor, session_id, policy, count, now)
+            return first, parent, policy
+
+        def finish(result: tuple[int, int | None, RetentionPolicy]) -> list[Checkpoint]:
+            first, parent, policy = result
+            self._note_policy(policy)
+            created = []
+            for offset, row in enumerate(rows):
+                seq = first + offset
+                parent_seq = parent if offset == 0 else seq - 1
+                created.append(
+                    Checkpoint(
+                        id=format_id(session_id, seq),
+                        name=row.name,
+                        timestamp=now,
+                        data=json.loads(row.data_json),
+                        metadata=json.loads(row.metadata_json),
+                        parent_id=None if parent_seq is None else format_id(session_id, parent_seq),
+                    )
+                )
+            logger.debug("session %s: created %d checkpoints", session_id, len(created))
+            return created
+
+        return Operation(body, finish, write=True)
+
+    def _parse_batch(self, entries: object, now: datetime) -> list[NewRow]:
+        """Validate every create_many entry before anything is written."""
+        if isinstance(entries, str | bytes | dict) or not isinstance(entries, Iterable):
+            raise InvalidDataError(
+                f"entries must be a list of (name, data[, metadata]) tuples, got {entries!r:.80}"
+            )
+        rows = []
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, tuple | list) or len(entry) not in (2, 3):
+                raise InvalidDataError(
+                    f"entry {index}: must be a (name, data) or (name, data, metadata) tuple, "
+                    f"got {entry!r:.80}"
+                )
+            name, data, *rest = entry
+            try:
+                check_identifier(name, "name")
+                data_json, meta_json, size = self._context().encode(data, rest[0] if rest else None)
+            except InvalidDataError as exc:
+                raise type(exc)(f"entry {index}: {exc}") from None
+            rows.append(NewRow(0, name, now, data_json, meta_json, size))
+        return rows
+
+    def _delete(self, checkpoint_id: str) -> Plan[bool]:
+        seq = self._seq_of(checkpoint_id)
+        if seq is None:
+            return Ready(False)
+        now = datetime.now(UTC)
+        repo, session_id = self._context().repo, self.session_id
+        return Operation(
+            lambda cursor: bool(repo.delete(cursor, session_id, seq, now)), unchanged, write=True
+        )
+
+    def _pop(self) -> Operation[Checkpoint | None, Checkpoint | None]:
+        now = datetime.now(UTC)
+        repo, session_id = self._context().repo, self.session_id
+
+        def body(cursor: Cursor) -> Checkpoint | None:
+            newest = repo.latest(cursor, session_id)
+            if newest is not None:
+                repo.delete(cursor, session_id, newest.seq, now)
+            return newest
+
+        return Operation(body, unchanged, write=True)
+
+    def _truncate_after(self, checkpoint_id: str) -> Operation[int, int]:
+        seq = self._live_seq(checkpoint_id)
+        now = datetime.now(UTC)
+        repo, session_id = self._context().repo, self.session_id
+
+        def body(cursor: Cursor) -> int:
+            self._require_live(repo, cursor, seq)
+            return len(repo.delete_after(cursor, session_id, seq, now))
+
+        return Operation(body, unchanged, write=True)
+
+    def _fork(self, checkpoint_id: str, new_session_id: str, history: str) -> Operation[int, str]:
+        seq = self._live_seq(checkpoint_id)
+        check_identifier(new_session_id, "new_session_id")
+        if history not in FORK_HISTORIES:
+            raise InvalidDataError(
+                f"history must be one of {', '.join(map(repr, FORK_HISTORIES))}, got {history!r}"
+            )
+        now = datetime.now(UTC)
+        repo, session_id = self._context().repo, self.session_id
+        to_store = self._policy_to_store
+
+        def body(cursor: Cursor) -> int:
+            self._require_live(repo, cursor, seq)
+            target = repo.session(cursor, new_session_id)
+            if target is not None and target.last_seq > 0:
+                raise InvalidDataError(
+                    f"cannot fork into session {new_session_id!r}: it already has checkpoints "
+                    f"(last id {format_id(new_session_id, target.last_seq)}); fork into a new one"
+                )
+            repo.lock_session(cursor, new_session_id, now)
+            return repo.fork(cursor, session_id, seq, new_session_id, history, now, to_store)
+
+        def finish(copied: int) -> str:
+            logger.info(
+                "session %s: forked %s into %s (%d checkpoints)",
+                session_id,
+                checkpoint_id,
+                new_session_id,
+                copied,
+            )
+            return new_session_id
+
+        return Operation(body, finish, write=True)
+
+    def _set_session_metadata(self, metadata: JSONDict) -> Operation[None, None]:
+        _data, meta_json, _size = self._context().encode({}, metadata)
+        now = datetime.now(UTC)
+        repo, session_id = self._context().repo, self.session_id
+        return Operation(
+            lambda cursor: repo.set_session_metadata(cursor, session_id, meta_json, now),
+            unchanged,
+            write=True,
+        )
 
     def _clear(self) -> Operation[int, int]:
         now = datetime.now(UTC)
@@ -271,13 +538,19 @@ class ManagerBase(ABC):
     def _compact(
         self, keep_recent: int | None, older_than: timedelta | None, dry_run: bool
     ) -> Operation[tuple[list[Removed], dict[str, int]], CompactionReport]:
-        keep = self.keep_recent if keep_recent is None else keep_recent
-        _check_limit(keep, "keep_recent", 0, optional=False)
+        # keep_recent left out: this manager's, else the session's stored one.
+        given = self._policy_to_store[2] if keep_recent is None else keep_recent
+        if given is not None:
+            _check_limit(given, "keep_recent", 0, optional=False)
         now = datetime.now(UTC)
         cutoff = END_OF_TIME if older_than is None else now - _check_age(older_than)
         repo, session_id = self._context().repo, self.session_id
 
         def body(cursor: Cursor) -> tuple[list[Removed], dict[str, int]]:
+            keep = given
+            if keep is None:
+                info = repo.session(cursor, session_id)
+                keep = (RetentionPolicy() if info is None else info.policy).keep_recent
             removed = repo.compact(cursor, session_id, keep, now, cutoff)
             return removed, repo.keep_reasons(cursor, session_id, keep, cutoff)
 
@@ -325,7 +598,8 @@ class ManagerBase(ABC):
         now = datetime.now(UTC)
         repo, session_id = self._context().repo, self.session_id
 
-        def rows(last: int) -> Iterator[NewRow]:
+        def rows(last: int, previous: int | None) -> Iterator[NewRow]:
+            new_seqs: dict[str, int] = {}
             for entry in entries():
                 parsed = parse_id(entry.id)
                 if (
@@ -336,11 +610,15 @@ class ManagerBase(ABC):
                     last = parsed[1]
                 else:
                     last += 1
-                yield replace(entry.row, seq=last)
+                parent = _imported_parent(entry.parent_id, new_seqs, previous, session_id, last)
+                yield replace(entry.row, seq=last, parent_seq=parent)
+                new_seqs[entry.id] = previous = last
 
         def body(cursor: Cursor) -> int:
             last = repo.lock_session(cursor, session_id, now)
-            return repo.insert_many(cursor, session_id, rows(last), now)
+            newest = repo.page_desc(cursor, session_id, FIRST_PAGE_BEFORE, 1)
+            previous = newest[0].seq if newest else None
+            return repo.insert_many(cursor, session_id, rows(last, previous), now)
 
         def finish(count: int) -> int:
             logger.info("session %s: imported %d checkpoints", session_id, count)
@@ -385,6 +663,9 @@ class ManagerBase(ABC):
         pinned = entry.get("pinned", False)
         if not isinstance(pinned, bool):
             raise ImportFormatError(f"{where}: field 'pinned' must be true or false")
+        parent_id = entry.get("parent_id", _Absent.ABSENT)
+        if parent_id is not None and not isinstance(parent_id, str | _Absent):
+            raise ImportFormatError(f"{where}: field 'parent_id' must be a string or null")
         try:
             name = check_identifier(entry["name"], "name")
             timestamp = _import_time(entry["timestamp"])
@@ -393,7 +674,7 @@ class ManagerBase(ABC):
         except InvalidDataError as exc:
             raise ImportFormatError(f"{where}: {exc}") from None
         row = NewRow(0, name, timestamp, data_json, meta_json, size, pinned)
-        return _ImportEntry(entry_id, row)
+        return _ImportEntry(entry_id, row, parent_id)
 
     # -- reading ----------------------------------------------------------------
 
@@ -402,6 +683,58 @@ class ManagerBase(ABC):
         if parsed is None or parsed[0] != self.session_id:
             return None
         return parsed[1]
+
+    def _live_seq(self, checkpoint_id: object) -> int:
+        """The seq of an id that must name a checkpoint of this session."""
+        seq = self._seq_of(checkpoint_id)
+        if seq is None:
+            raise NotFoundError(
+                f"{checkpoint_id!r} is not a checkpoint id of session {self.session_id!r}"
+            )
+        return seq
+
+    def _require_live(self, repo: Repository, cursor: Cursor, seq: int) -> None:
+        if not repo.exists(cursor, self.session_id, seq):
+            raise NotFoundError(
+                f"no checkpoint {format_id(self.session_id, seq)!r}: it was never created "
+                "or has been deleted"
+            )
+
+    def _lineage(self, checkpoint_id: str) -> Plan[list[Checkpoint]]:
+        seq = self._seq_of(checkpoint_id)
+        if seq is None:
+            return Ready([])
+        repo, session_id = self._context().repo, self.session_id
+        return read(lambda cursor: repo.lineage(cursor, session_id, seq))
+
+    def _recent(self, n: int) -> Plan[list[Checkpoint]]:
+        _check_limit(n, "n", 0, optional=False)
+        if n == 0:
+            return Ready([])
+        repo, session_id = self._context().repo, self.session_id
+        return Operation(
+            lambda cursor: repo.page_desc(cursor, session_id, FIRST_PAGE_BEFORE, n),
+            lambda newest_first: newest_first[::-1],
+        )
+
+    def _diff(
+        self, a_id: str, b_id: str
+    ) -> Operation[tuple[Checkpoint | None, Checkpoint | None], list[dict[str, Any]]]:
+        seqs = (self._live_seq(a_id), self._live_seq(b_id))
+        repo, session_id = self._context().repo, self.session_id
+
+        def body(cursor: Cursor) -> tuple[Checkpoint | None, Checkpoint | None]:
+            return repo.get(cursor, session_id, seqs[0]), repo.get(cursor, session_id, seqs[1])
+
+        def finish(pair: tuple[Checkpoint | None, Checkpoint | None]) -> list[dict[str, Any]]:
+            a, b = (
+                _found(cp, checkpoint_id)
+                for cp, checkpoint_id in zip(pair, (a_id, b_id), strict=True)
+            )
+            patch: list[dict[str, Any]] = jsonpatch.make_patch(a.data, b.data).patch
+            return patch
+
+        return Operation(body, finish)
 
     def _get(self, checkpoint_id: str) -> Plan[Checkpoint | None]:
         seq = self._seq_of(checkpoint_id)
@@ -495,6 +828,20 @@ class CheckpointManager(ManagerBase):
     * Compaction keeps the first checkpoint once, however small ``compress_after``.
     * Imported checkpoints never duplicate an id.
 
+    The retention policy belongs to the session: it is stored on the
+    session's row, and every create applies the policy stored there, in the
+    create's transaction, whichever process or host runs it. A policy
+    argument left out follows the stored setting (the defaults 100, 50 and 20
+    for a session that never set one); a policy argument given is written to
+    the session row by each create, ``create_many`` and import of this
+    manager (not before: making a manager does no I/O). So two processes
+    passing different policies each apply and store their own on their own
+    writes, and the row holds whichever wrote last; pass the policy in one
+    place and leave it out everywhere else. ``mgr.max_checkpoints``,
+    ``compress_after`` and ``keep_recent`` show the policy the manager last
+    applied (before its first write: its arguments, else the defaults);
+    ``store.session(sid).policy`` shows the stored one.
+
     Args:
         session_id: the session's id (a non-empty printable string; may contain ':').
         max_checkpoints: unpinned live checkpoints kept at most (None: no cap);
@@ -510,10 +857,10 @@ class CheckpointManager(ManagerBase):
     def __init__(
         self,
         session_id: str,
-        max_checkpoints: int | None = 100,
-        compress_after: int | None = 50,
+        max_checkpoints: Limit = STORED,
+        compress_after: Limit = STORED,
         *,
-        keep_recent: int = 20,
+        keep_recent: KeepRecent = STORED,
         store: ContextSource | None = None,
     ) -> None:
         super().__init__(session_id, max_checkpoints, compress_after, keep_recent)
@@ -541,6 +888,7 @@ class CheckpointManager(ManagerBase):
         metadata: JSONDict | None = None,
         *,
         pin: bool = False,
+        parent: str | None = None,
     ) -> Checkpoint:
         """Create a checkpoint; it is on disk when this returns.
 
@@ -552,6 +900,9 @@ class CheckpointManager(ManagerBase):
             data: the JSON state to store (a dict).
             metadata: optional extra JSON (a dict).
             pin: keep this checkpoint through compaction, the cap and expiry.
+            parent: the id of a live checkpoint of this session to branch
+                from; by default the parent is the session's newest live
+                checkpoint when the create runs (None for the first).
 
         Returns:
             The stored checkpoint, read back exactly as a later ``get`` returns it.
@@ -559,17 +910,110 @@ class CheckpointManager(ManagerBase):
         Raises:
             InvalidDataError: bad name or a payload that cannot round-trip;
                 nothing was written.
+            NotFoundError: ``parent`` is not a live checkpoint of this
+                session; nothing was written.
             StoreBusyError, StoreFullError: the database refused the write;
                 nothing was written.
         """
-        checkpoint = perform(self._create(name, data, metadata, pin), self._db)
+        checkpoint = perform(self._create(name, data, metadata, pin, parent), self._db)
+        self._notify([checkpoint])
+        return checkpoint
+
+    def _notify(self, checkpoints: list[Checkpoint]) -> None:
         callback = self._on_checkpoint
-        if callback is not None:
+        if callback is None:
+            return
+        for checkpoint in checkpoints:
             try:
                 callback(checkpoint)
             except Exception:
                 log_callback_failure(checkpoint)
-        return checkpoint
+
+    def create_many(self, entries: Iterable[BatchEntry]) -> list[Checkpoint]:
+        """Create several checkpoints in one transaction, in order.
+
+        Every entry is validated before anything is written; the ids are
+        taken with one counter update; each entry's parent is the entry
+        before it (the first's, the session's newest live checkpoint);
+        compaction and the cap run once, at the end, so they may already have
+        removed some of the returned checkpoints from the middle.
+
+        Args:
+            entries: ``(name, data)`` or ``(name, data, metadata)`` tuples.
+
+        Returns:
+            The created checkpoints, oldest first.
+
+        Raises:
+            InvalidDataError: an entry is malformed; the message names its
+                index. Nothing was written.
+        """
+        created = perform(self._create_many(entries), self._db)
+        self._notify(created)
+        return created
+
+    def delete(self, checkpoint_id: str) -> bool:
+        """Delete one checkpoint, pinned or not; its id is never issued again.
+
+        Children keep their ``parent_id``, which then names a deleted checkpoint.
+
+        Returns:
+            False if this session has no live checkpoint with that id.
+        """
+        return perform(self._delete(checkpoint_id), self._db)
+
+    def pop(self) -> Checkpoint | None:
+        """Delete the newest checkpoint and return it (None if the session is empty)."""
+        return perform(self._pop(), self._db)
+
+    def truncate_after(self, checkpoint_id: str) -> int:
+        """Delete every checkpoint newer than this one (on every branch), pinned too.
+
+        Returns:
+            How many checkpoints were deleted.
+
+        Raises:
+            NotFoundError: the id is not a live checkpoint of this session.
+        """
+        return perform(self._truncate_after(checkpoint_id), self._db)
+
+    def fork(
+        self, checkpoint_id: str, new_session_id: str, *, history: str = "lineage"
+    ) -> CheckpointManager:
+        """Start a new session from a checkpoint of this one, copied in the database.
+
+        One transaction and one ``INSERT ... SELECT``: no row passes through
+        Python. The copies are numbered from 1 in their old order, keep
+        their names, times, payloads and pins, and their parent links point
+        to the copies (a parent that was not copied becomes None). The new
+        session takes this session's metadata and policy, and
+        ``store.session(new_session_id).forked_from`` is ``checkpoint_id``.
+
+        Args:
+            checkpoint_id: a live checkpoint of this session.
+            new_session_id: a session that has never had checkpoints.
+            history: ``"latest"`` copies the checkpoint alone; ``"lineage"``
+                it and its live ancestors; ``"all"`` every live checkpoint up
+                to and including it.
+
+        Returns:
+            A manager of the new session (following its stored policy).
+
+        Raises:
+            NotFoundError: ``checkpoint_id`` is not a live checkpoint here.
+            InvalidDataError: bad ``history`` or ``new_session_id``, or that
+                session already has (or had) checkpoints. Nothing was written.
+        """
+        new_id = perform(self._fork(checkpoint_id, new_session_id, history), self._db)
+        return CheckpointManager(new_id, store=self.store)
+
+    def set_session_metadata(self, metadata: JSONDict) -> None:
+        """Replace the session's own metadata (``store.session(sid).metadata``).
+
+        Raises:
+            InvalidDataError: ``metadata`` is not a JSON object that can be stored exactly.
+        """
+        perform(self._set_session_metadata(metadata), self._db)
 
     def clear(self) -> int:
         """Delete every checkpoint of the session, pinned ones too; ids continue where they were.
@@ -630,6 +1074,27 @@ class CheckpointManager(ManagerBase):
     def get_all(self) -> list[Checkpoint]:
         """Every live checkpoint, oldest first. For large sessions iterate instead."""
         return list(self)
+
+    def get_recent(self, n: int) -> list[Checkpoint]:
+        """The newest ``n`` checkpoints, oldest first (one indexed query)."""
+        return perform(self._recent(n), self._db)
+
+    def lineage(self, checkpoint_id: str) -> list[Checkpoint]:
+        """The checkpoint and its live ancestors, oldest first (one recursive query).
+
+        The walk stops at the first parent that is not live (deleted by
+        compaction, the cap, expiry, ``delete`` ...). An id that is not a live
+        checkpoint of this session gives ``[]``.
+        """
+        return perform(self._lineage(checkpoint_id), self._db)
+
+    def diff(self, a_id: str, b_id: str) -> list[dict[str, Any]]:
+        """The RFC 6902 JSON Patch that turns checkpoint a's data into b's.
+
+        Raises:
+            NotFoundError: either id is not a live checkpoint of this session.
+        """
+        return perform(self._diff(a_id, b_id), self._db)
 
     def iter_newest_first(self) -> Iterator[Checkpoint]:
         """Stream the session's checkpoints newest first, a page at a time."""

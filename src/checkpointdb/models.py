@@ -21,6 +21,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     false,
     text,
 )
@@ -63,6 +64,12 @@ class SessionRecord(Base):
     meta: Mapped[dict[str, Any]] = mapped_column("metadata")
     # Revision 0002: bytes of the live checkpoints' payloads, kept like checkpoint_count.
     payload_bytes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    # Revision 0004: the id of the checkpoint a fork copied this session from.
+    forked_from: Mapped[str | None] = mapped_column(Text)
+    # Revision 0004: the session's retention policy (NULL: the default; -1: off).
+    max_checkpoints: Mapped[int | None] = mapped_column(Integer)
+    compress_after: Mapped[int | None] = mapped_column(Integer)
+    keep_recent: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         CheckConstraint("last_seq >= 0", name="last_seq_not_negative"),
@@ -89,6 +96,10 @@ class CheckpointRecord(Base):
     pinned: Mapped[bool] = mapped_column(Boolean, server_default=false())
     # Revision 0002: UTF-8 bytes of the data JSON plus the metadata JSON.
     payload_bytes: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # Revision 0004: the seq of the checkpoint this one was created from (same
+    # session); it may name a checkpoint deleted since. Lookups walk links
+    # upwards through the primary key, so no index.
+    parent_seq: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         CheckConstraint("seq > 0", name="seq_positive"),

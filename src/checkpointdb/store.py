@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from . import migrate
-from .checkpoint import Checkpoint, SessionInfo, format_id
+from .checkpoint import STORED, Checkpoint, KeepRecent, Limit, SessionInfo, format_id
 from .engine import DEFAULT_SETTINGS, Cursor, Database, resolve_url
 from .errors import CheckpointDBError, InvalidDataError, NotFoundError, PayloadTooLargeError
 from .manager import CheckpointManager, use_default_store
@@ -340,14 +340,15 @@ class CheckpointStore(StoreBase):
     def manager(
         self,
         session_id: str,
-        max_checkpoints: int | None = 100,
-        compress_after: int | None = 50,
+        max_checkpoints: Limit = STORED,
+        compress_after: Limit = STORED,
         *,
-        keep_recent: int = 20,
+        keep_recent: KeepRecent = STORED,
     ) -> CheckpointManager:
         """A :class:`CheckpointManager` for one session of this store.
 
-        See :class:`CheckpointManager` for the arguments.
+        See :class:`CheckpointManager` for the arguments; a policy argument
+        left out follows the policy stored for the session.
         """
         return CheckpointManager(
             session_id,
