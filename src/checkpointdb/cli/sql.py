@@ -20,11 +20,12 @@ from .common import Env, examples, json_option, verbatim
 )
 @verbatim(
     "Views:",
-    "checkpoint_view  one row per live checkpoint: id, session_id, seq, name,",
-    "                 created_at, payload_bytes, pinned, data, metadata",
+    "checkpoint_view  one row per live checkpoint: id, session_id, seq, parent_id,",
+    "                 name, created_at, payload_bytes, pinned, data, metadata",
     "session_view     one row per session: id, checkpoint_count, last_seq,",
     "                 payload_bytes, created_at, updated_at,",
-    "                 first_checkpoint_at, last_checkpoint_at, metadata",
+    "                 first_checkpoint_at, last_checkpoint_at, metadata,",
+    "                 forked_from, max_checkpoints, compress_after, keep_recent",
 )
 def sql_command(env: Env, query: str, as_json: bool) -> None:
     """Run one SQL query on a read-only connection.
