@@ -20,6 +20,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from itertools import islice
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import event
@@ -32,6 +33,8 @@ from .engine import (
     create_sqlalchemy_engine,
     describe,
     is_driver_error,
+    read_only_error,
+    read_only_sqlite_uri,
     translate_error,
 )
 from .errors import CheckpointDBError, StoreClosedError
@@ -61,9 +64,12 @@ def check_async_url(url: URL) -> None:
 
 
 def _create_async_engine(
-    url: URL, *, synchronous: str, busy_timeout: float, echo: bool
+    url: URL, *, synchronous: str, busy_timeout: float, echo: bool, read_only: bool
 ) -> AsyncEngine:
-    """The asyncio Engine for ``url``: aiosqlite for SQLite, psycopg's async mode for PostgreSQL."""
+    """The asyncio Engine for ``url``: aiosqlite for SQLite, psycopg's async mode for PostgreSQL.
+
+    With ``read_only``, no connection can write (as for the sync engine).
+    """
     if url.get_backend_name() == "postgresql":
         # The sync engine's settings (pool, timeouts, UTC) with psycopg's async dialect.
         return AsyncEngine(
@@ -72,22 +78,34 @@ def _create_async_engine(
                 synchronous=synchronous,
                 busy_timeout=busy_timeout,
                 echo=echo,
+                read_only=read_only,
             )
         )
     try:
+        read_only_options: dict[str, Any] = {}
+        if read_only:
+            import aiosqlite
+
+            uri = read_only_sqlite_uri(Path(str(url.database)))
+            read_only_options["async_creator"] = lambda: aiosqlite.connect(uri, uri=True)
         engine = create_async_engine(
-            url.set(drivername="sqlite+aiosqlite"), echo=echo, paramstyle="named"
+            url.set(drivername="sqlite+aiosqlite"),
+            echo=echo,
+            paramstyle="named",
+            **read_only_options,
         )
     except ModuleNotFoundError as exc:
         raise ImportError(
             f"checkpointdb's asyncio API on SQLite needs aiosqlite: pip install "
             f"'checkpointdb[async]' ({exc})"
         ) from exc
-    _install_aiosqlite_hooks(engine, synchronous, busy_timeout)
+    _install_aiosqlite_hooks(engine, synchronous, busy_timeout, read_only)
     return engine
 
 
-def _install_aiosqlite_hooks(engine: AsyncEngine, synchronous: str, busy_timeout: float) -> None:
+def _install_aiosqlite_hooks(
+    engine: AsyncEngine, synchronous: str, busy_timeout: float, read_only: bool
+) -> None:
     """The pragmas of ``engine._install_sqlite_hooks``, on aiosqlite's adapted connection.
 
     The sync hooks cannot be installed as they are: their check-in hook reads
@@ -98,7 +116,9 @@ def _install_aiosqlite_hooks(engine: AsyncEngine, synchronous: str, busy_timeout
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        configure_sqlite_connection(dbapi_connection, synchronous, busy_timeout)
+        configure_sqlite_connection(
+            dbapi_connection, synchronous, busy_timeout, read_only=read_only
+        )
 
 
 class _PooledConnection:
@@ -153,14 +173,23 @@ class AsyncDatabase:
     (closing one awaits its aiosqlite thread).
     """
 
-    def __init__(self, url: URL, *, synchronous: str, busy_timeout: float, echo: bool) -> None:
+    def __init__(
+        self,
+        url: URL,
+        *,
+        synchronous: str,
+        busy_timeout: float,
+        echo: bool,
+        read_only: bool = False,
+    ) -> None:
         self.url = url
         self.dialect_name = url.get_backend_name()
         self.where = describe(url)
         self.busy_timeout = busy_timeout
         self.is_sqlite = self.dialect_name == "sqlite"
+        self.read_only = read_only
         self._engine = _create_async_engine(
-            url, synchronous=synchronous, busy_timeout=busy_timeout, echo=echo
+            url, synchronous=synchronous, busy_timeout=busy_timeout, echo=echo, read_only=read_only
         )
         self._closed = False
         self._pid = os.getpid()
@@ -219,6 +248,8 @@ class AsyncDatabase:
             StoreBusyError, StoreFullError, CorruptDatabaseError, CheckpointDBError:
                 driver errors, translated; the transaction was rolled back.
         """
+        if write and self.read_only:
+            raise read_only_error(self.where)
         engine = self.engine
         async with self._writer_slot(write):
             try:
@@ -276,6 +307,8 @@ class AsyncDatabase:
 
     async def run_outside(self, body: Callable[[Cursor], T]) -> T:
         """Run ``body(cursor)`` in autocommit mode, for statements that refuse transactions."""
+        if self.read_only:
+            raise read_only_error(self.where)
         engine = self.engine
         async with self._writer_slot(True):
             try:

@@ -76,7 +76,13 @@ async def perform_async(plan: Plan[T], adb: AsyncDatabase) -> T:
 
 
 def _open_with_sync_database(
-    url: URL, auto_upgrade: bool, synchronous: str, busy_timeout: float, echo: bool
+    url: URL,
+    auto_upgrade: bool,
+    synchronous: str,
+    busy_timeout: float,
+    echo: bool,
+    read_only: bool,
+    create_in_existing: bool,
 ) -> tuple[str, float]:
     """Create, check or upgrade the database with a short-lived sync Database (in a thread).
 
@@ -89,6 +95,8 @@ def _open_with_sync_database(
         synchronous=synchronous,
         busy_timeout=busy_timeout,
         echo=echo,
+        read_only=read_only,
+        create_in_existing=create_in_existing,
     )
     db.dispose()
     return db.synchronous, db.busy_timeout
@@ -107,8 +115,8 @@ class AsyncCheckpointStore(StoreBase):
         url: an SQLite path, an SQLAlchemy URL (any ``sqlite://`` one runs on
             aiosqlite; PostgreSQL needs ``postgresql+psycopg://``), or None
             for ``$CHECKPOINTDB_URL``, else ``./checkpoints.db``.
-        auto_upgrade, synchronous, busy_timeout, max_payload_bytes, max_depth, echo:
-            as for :class:`~checkpointdb.CheckpointStore`.
+        auto_upgrade, synchronous, busy_timeout, max_payload_bytes, max_depth, echo,
+        read_only, create_in_existing: as for :class:`~checkpointdb.CheckpointStore`.
 
     Raises:
         SchemaTooNewError, SchemaOutOfDateError, CorruptDatabaseError, CheckpointDBError:
@@ -125,11 +133,15 @@ class AsyncCheckpointStore(StoreBase):
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
         echo: bool = False,
+        read_only: bool = False,
+        create_in_existing: bool = False,
     ) -> None:
         self._set_limits(max_payload_bytes, max_depth)
         self._url = resolve_url(url)
         check_async_url(self._url)
         self._auto_upgrade = auto_upgrade
+        self._read_only = read_only
+        self._create_in_existing = create_in_existing
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
         self._echo = echo
@@ -148,6 +160,8 @@ class AsyncCheckpointStore(StoreBase):
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
         echo: bool = False,
+        read_only: bool = False,
+        create_in_existing: bool = False,
     ) -> AsyncCheckpointStore:
         """Open a store: ``store = await AsyncCheckpointStore.open("agent.db")``."""
         store = cls(
@@ -158,6 +172,8 @@ class AsyncCheckpointStore(StoreBase):
             max_payload_bytes=max_payload_bytes,
             max_depth=max_depth,
             echo=echo,
+            read_only=read_only,
+            create_in_existing=create_in_existing,
         )
         await store._open()
         return store
@@ -174,10 +190,16 @@ class AsyncCheckpointStore(StoreBase):
             self._synchronous,
             self._busy_timeout,
             self._echo,
+            self._read_only,
+            self._create_in_existing,
         )
         if self._opened is None:  # another task may have opened it meanwhile
             adb = AsyncDatabase(
-                self._url, synchronous=synchronous, busy_timeout=busy_timeout, echo=self._echo
+                self._url,
+                synchronous=synchronous,
+                busy_timeout=busy_timeout,
+                echo=self._echo,
+                read_only=self._read_only,
             )
             self._opened = adb, Repository(adb.engine.dialect, adb.where)
 

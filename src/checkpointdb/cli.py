@@ -131,29 +131,39 @@ class _Env:
         """The database URL: ``--db``, else $CHECKPOINTDB_URL, else ./checkpoints.db."""
         return resolve_url(self.target)
 
-    def require_file(self, url: URL) -> None:
-        """Refuse an SQLite path that does not exist (reading commands never create one)."""
-        if url.get_backend_name() == "sqlite" and not Path(str(url.database)).exists():
-            raise NotFoundError(
-                f"no database at {url.database}: give --db PATH|URL or set CHECKPOINTDB_URL "
-                "(`checkpointdb demo` creates ./checkpoints.db)"
-            )
+    def open_store(self, *, write: bool = False, create: bool = False) -> CheckpointStore:
+        """Open the store, closed when the command ends.
 
-    def open_store(self, *, create: bool = False) -> CheckpointStore:
-        """Open the store, closed when the command ends; ``create`` allows a new file."""
+        Reading commands get a read-only store: they never create, migrate or
+        change anything. ``write`` opens an existing store for writing;
+        ``create`` also creates one in a new file or an empty database.
+        """
         url = self.url()
-        if not create:
-            self.require_file(url)
-        store = CheckpointStore(url, auto_upgrade=False)
+        if not create and not write:
+            store = CheckpointStore(url, read_only=True)
+        else:
+            if not create:
+                # A command that changes checkpoints has none to change where
+                # there is no store yet: say so rather than create an empty one.
+                CheckpointStore(url, read_only=True).close()
+            store = CheckpointStore(url, auto_upgrade=False)
         click.get_current_context().call_on_close(store.close)
         return store
 
     def open_database(self, *, create: bool = False) -> tuple[Database, Repository]:
-        """The database without the store's schema check, for the ``db`` commands."""
+        """The database without the store's schema check, for the ``db`` commands.
+
+        Without ``create`` it is opened read-only; with it (``db upgrade``, an
+        explicit migration, which is consent to create the schema beside other
+        tables), a database a newer checkpointdb wrote is refused before
+        anything is written.
+        """
         url = self.url()
-        if not create:
-            self.require_file(url)
-        database = Database(url)
+        if create:
+            migrate.check_before_writing(url, auto_upgrade=True, create_in_existing=True)
+            database = Database(url)
+        else:
+            database = migrate.open_reader(url)
         click.get_current_context().call_on_close(database.dispose)
         return database, Repository(database.engine.dialect)
 
@@ -655,7 +665,7 @@ def latest_command(env: _Env, session_id: str, name: str | None, as_json: bool) 
 
 
 def _set_pinned(env: _Env, checkpoint_id: str, pinned: bool, as_json: bool) -> None:
-    store = env.open_store()
+    store = env.open_store(write=True)
     before = _require_checkpoint(store, checkpoint_id)
     mgr = store.manager(before.session_id)
     changed = mgr.pin(checkpoint_id) if pinned else mgr.unpin(checkpoint_id)
@@ -810,34 +820,62 @@ def import_command(env: _Env, session_id: str, file: TextIO, as_json: bool) -> N
     bad entry imports nothing. Checkpoints keep their order and timestamps. An
     entry keeps its id only if the id is SESSION's and above every id SESSION
     has issued; any other gets the next fresh id, so no id is ever duplicated.
-    The database is created if it does not exist.
+    The database is created if it does not exist (and not for a file that
+    fails or holds no checkpoint).
     """
     try:
         text = file.read()
     except UnicodeDecodeError as exc:
         raise CheckpointDBError(f"{file.name} is not UTF-8 text: {exc}") from None
+    url = env.url()
+    path = Path(str(url.database)) if url.get_backend_name() == "sqlite" else None
+    new_file = path if path is not None and not path.exists() else None
     store = env.open_store(create=True)
     mgr = store.manager(session_id)
     started = time.monotonic()
     if _progress_wanted(len(text), PROGRESS_MIN_BYTES):
         _note(f"Importing {len(text) / 1e6:.1f} MB into session {session_id!r} (one transaction)…")
-    count = mgr.import_checkpoints(text)
-    info = _require_session(store, session_id)
+    try:
+        count = mgr.import_checkpoints(text)
+    except BaseException:
+        _remove_new_database(store, new_file)
+        raise
+    found = store.session(session_id)
+    if count == 0:
+        _remove_new_database(store, new_file)
     if as_json:
         _emit_json(
             {
                 "session_id": session_id,
                 "imported": count,
-                "checkpoint_count": info.checkpoint_count,
-                "last_seq": info.last_seq,
+                "checkpoint_count": found.checkpoint_count if found else 0,
+                "last_seq": found.last_seq if found else 0,
             }
         )
         return
+    if count == 0:
+        click.echo(f"{file.name} holds no checkpoints; nothing was imported")
+        return
+    info = _require_session(store, session_id)
     click.echo(
         f"imported {_count(count, 'checkpoint')} into session {session_id!r} in "
         f"{time.monotonic() - started:.1f} s; it now has {info.checkpoint_count} "
         f"(newest id {session_id}:{info.last_seq})"
     )
+
+
+def _remove_new_database(store: CheckpointStore, path: Path | None) -> None:
+    """Remove the SQLite file this command created, once it is known to hold nothing.
+
+    Called only before anything was committed to it, so a failed or empty
+    import leaves no database behind.
+    """
+    if path is None:
+        return
+    store.close()
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with suppress(FileNotFoundError):
+            os.unlink(f"{path}{suffix}")
 
 
 def _shorten(ids: Sequence[str], keep: int = 6) -> str:
@@ -912,7 +950,7 @@ def compact_command(
     bytes_removed, exact). --dry-run runs the same statements and rolls them
     back, so its report is exactly what a real run would do.
     """
-    store = env.open_store()
+    store = env.open_store(write=True)
     info = _require_session(store, session_id)
     mgr = store.manager(session_id, keep_recent=keep_recent)
     if not dry_run and _progress_wanted(info.checkpoint_count, PROGRESS_MIN_ROWS):
@@ -977,7 +1015,7 @@ def expire_command(env: _Env, older_than: timedelta, dry_run: bool, as_json: boo
     is the removed checkpoints' data and metadata JSON (--json: bytes_removed,
     exact).
     """
-    store = env.open_store()
+    store = env.open_store(write=True)
     report = store.expire(older_than, dry_run=dry_run)
     if as_json:
         _emit_json(
@@ -1040,7 +1078,7 @@ def vacuum_command(env: _Env, as_json: bool) -> None:
     tables. Prints the size before and after (SQLite: the database file;
     PostgreSQL: the tables with their indexes).
     """
-    store = env.open_store()
+    store = env.open_store(write=True)
     report = store.vacuum()
     freed = report.bytes_before - report.bytes_after
     if as_json:
@@ -1264,7 +1302,7 @@ def _describe_status(status: dict[str, Any]) -> str:
     if status["at_head"]:
         return f"{where} is at schema revision {current}, the newest this checkpointdb knows"
     if current is None:
-        return f"{where} has no checkpointdb schema yet (head is {head}); {upgrade} to create it"
+        return f"no checkpointdb store at {where}; create one with: {status['upgrade_command']}"
     if not status["known"]:
         return (
             f"{where} is at schema revision {current}, which this checkpointdb does not know "
@@ -1308,10 +1346,17 @@ def db_upgrade_command(env: _Env, as_json: bool) -> None:
     "checkpointdb --db agent.db db current --json",
 )
 def db_current_command(env: _Env, as_json: bool) -> None:
-    """Print the database's schema revision and whether it is the newest."""
+    """Print the database's schema revision and whether it is the newest.
+
+    A database without a checkpointdb schema exits 1.
+    """
     status = _schema_status(*env.open_database())
     if as_json:
         _emit_json(status)
+        if status["current"] is None:
+            raise click.exceptions.Exit(1)
+    elif status["current"] is None:
+        raise _CommandError(_describe_status(status))
     else:
         click.echo(_describe_status(status))
 

@@ -273,8 +273,10 @@ class ManagerBase:
             write=True,
         )
 
-    def _import(self, json_data: str) -> Operation[int, int]:
+    def _import(self, json_data: str) -> Plan[int]:
         entries = self._parse_import(json_data)
+        if not entries:
+            return Ready(0)  # nothing to write: no session is created
         now = datetime.now(UTC)
         repo, session_id = self.store._repository(), self.session_id
 
