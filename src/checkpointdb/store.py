@@ -213,22 +213,25 @@ def open_database(
             db.dispose()
             raise
         return db, repo
-    current = migrate.check_before_writing(
-        url,
-        auto_upgrade=auto_upgrade,
-        create_in_existing=create_in_existing,
-        synchronous=synchronous,
-        busy_timeout=busy_timeout,
-        echo=echo,
-    )
+    # No connection is opened yet: a missing SQLite file is created (empty,
+    # 0600), an existing one only has its header read.
     db = Database(url, synchronous=synchronous, busy_timeout=busy_timeout, echo=echo)
     repo = Repository(db.engine.dialect, db.where)
-    if current != migrate.head_revision():
-        try:
+    try:
+        current = migrate.check_before_writing(
+            url,
+            auto_upgrade=auto_upgrade,
+            create_in_existing=create_in_existing,
+            synchronous=synchronous,
+            busy_timeout=busy_timeout,
+            echo=echo,
+            repository=repo,
+        )
+        if current != migrate.head_revision():
             migrate.upgrade(db, repo)
-        except BaseException:
-            db.dispose()
-            raise
+    except BaseException:
+        db.dispose()
+        raise
     return db, repo
 
 
