@@ -309,7 +309,10 @@ def test_reading_a_missing_sqlite_file_fails_without_creating_it(tmp_path: Path)
     for args in (["sessions"], ["list", "s"], ["sql", "SELECT 1"], ["db", "current"]):
         result = invoke("--db", str(path), *args)
         assert result.exit_code == 1, args
-        assert f"no database at {path}" in one_error_line(result)
+        assert one_error_line(result) == (
+            f"Error: no checkpointdb store at {path}; create one with: "
+            f"checkpointdb --db {path} db upgrade"
+        )
     assert not path.exists()
 
 
@@ -647,7 +650,7 @@ def test_vacuum_of_a_missing_sqlite_file_fails_without_creating_it(tmp_path: Pat
     for args in (["vacuum"], ["expire", "--older-than", "1d"], ["pin", "s:1"]):
         result = invoke("--db", str(path), *args)
         assert result.exit_code == 1, args
-        assert "no database at" in one_error_line(result)
+        assert f"no checkpointdb store at {path}" in one_error_line(result)
     assert not path.exists()
 
 

@@ -189,8 +189,8 @@ class AsyncCheckpointStore(StoreBase):
         url: an SQLite path, an SQLAlchemy URL (PostgreSQL needs
             ``postgresql+psycopg://``), or None
             for ``$CHECKPOINTDB_URL``, else ``./checkpoints.db``.
-        auto_upgrade, synchronous, busy_timeout, max_payload_bytes, max_depth, echo:
-            as for :class:`~checkpointdb.CheckpointStore`.
+        auto_upgrade, synchronous, busy_timeout, max_payload_bytes, max_depth, echo,
+        read_only, create_in_existing: as for :class:`~checkpointdb.CheckpointStore`.
 
     Raises:
         SchemaTooNewError, SchemaOutOfDateError, CorruptDatabaseError, CheckpointDBError:
@@ -207,11 +207,15 @@ class AsyncCheckpointStore(StoreBase):
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
         echo: bool = False,
+        read_only: bool = False,
+        create_in_existing: bool = False,
     ) -> None:
         self._set_limits(max_payload_bytes, max_depth)
         self._url = resolve_url(url)
         check_async_url(self._url)
         self._auto_upgrade = auto_upgrade
+        self._read_only = read_only
+        self._create_in_existing = create_in_existing
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
         self._echo = echo
@@ -230,6 +234,8 @@ class AsyncCheckpointStore(StoreBase):
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
         echo: bool = False,
+        read_only: bool = False,
+        create_in_existing: bool = False,
     ) -> AsyncCheckpointStore:
         """Open a store: ``store = await AsyncCheckpointStore.open("agent.db")``."""
         store = cls(
@@ -240,6 +246,8 @@ class AsyncCheckpointStore(StoreBase):
             max_payload_bytes=max_payload_bytes,
             max_depth=max_depth,
             echo=echo,
+            read_only=read_only,
+            create_in_existing=create_in_existing,
         )
         await store._open()
         return store
@@ -256,6 +264,8 @@ class AsyncCheckpointStore(StoreBase):
             synchronous=self._synchronous,
             busy_timeout=self._busy_timeout,
             echo=self._echo,
+            read_only=self._read_only,
+            create_in_existing=self._create_in_existing,
         )
         if self._opened is None:
             self._opened = _Worker(db), Context(db, repo, self.encode)

@@ -5,6 +5,8 @@ Everything that depends on *how* we talk to the database lives here:
 * resolving ``None`` / a bare path / ``CHECKPOINTDB_URL`` to a SQLAlchemy URL;
 * creating a new SQLite file with mode 0600 before SQLite touches it, and
   refusing a file that is not an SQLite database without writing to it;
+* read-only databases that cannot write whatever is asked of them (SQLite
+  opened with ``mode=ro``, PostgreSQL with read-only transactions);
 * per-connection pragmas (WAL, foreign keys, synchronous, busy timeout) and
   the pysqlite transaction recipe, so that writes take the lock up front with
   ``BEGIN IMMEDIATE`` and SQLAlchemy never issues a BEGIN of its own;
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import stat
 import sys
 import threading
@@ -37,6 +40,9 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 from .errors import (
     CheckpointDBError,
     CorruptDatabaseError,
+    MissingDriverError,
+    NotFoundError,
+    ReadOnlyStoreError,
     StoreBusyError,
     StoreClosedError,
     StoreFullError,
@@ -136,28 +142,40 @@ def describe(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def prepare_sqlite_file(path: Path) -> None:
+def prepare_sqlite_file(path: Path, *, create: bool = True) -> None:
     """Create a new database file 0600, or check that an existing one is SQLite.
+
+    Only the first 100 bytes of an existing file are read; nothing is written to it.
+
+    Args:
+        path: the database file.
+        create: create the file if it does not exist, and warn if others can
+            read it (False: refuse a missing file, say nothing).
 
     Raises:
         CheckpointDBError: the directory does not exist.
+        NotFoundError: the file does not exist and ``create`` is False.
         CorruptDatabaseError: the file exists but is not an SQLite database;
             it is left exactly as it was.
     """
-    if not path.parent.is_dir():
-        raise CheckpointDBError(
-            f"cannot create database {path}: directory {path.parent} does not exist"
-        )
+    if create:
+        if not path.parent.is_dir():
+            raise CheckpointDBError(
+                f"cannot create database {path}: directory {path.parent} does not exist"
+            )
+        try:
+            # Created 0600 before SQLite opens it: the -wal and -shm files SQLite
+            # makes later copy the database file's mode.
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            os.close(fd)
+            return
     try:
-        # Created 0600 before SQLite opens it: the -wal and -shm files SQLite
-        # makes later copy the database file's mode.
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        os.close(fd)
-        return
-    info = path.stat()
+        info = path.stat()
+    except FileNotFoundError:
+        raise NotFoundError(f"no database at {path}") from None
     if not stat.S_ISREG(info.st_mode):
         raise CorruptDatabaseError(f"{path} is not a regular file")
     if info.st_size:
@@ -168,13 +186,34 @@ def prepare_sqlite_file(path: Path) -> None:
                 f"{path} is not an SQLite database (bad or truncated header); it was left untouched"
             )
         _refuse_cut_page(path, header, info.st_size)
-    if info.st_mode & 0o077:
+    # Warned by the opening for writing only: the read-only look before it
+    # would say it twice.
+    if create and info.st_mode & 0o077:
         logger.warning(
             "database %s is readable by group or others (mode %o); agent state may hold "
             "secrets: chmod 600 it",
             path,
             stat.S_IMODE(info.st_mode),
         )
+
+
+def read_only_sqlite_uri(path: Path) -> str:
+    """The ``file:`` URI that opens ``path`` read-only: SQLite itself refuses every write."""
+    return f"{path.absolute().as_uri()}?mode=ro"
+
+
+def require_psycopg() -> None:
+    """Refuse a PostgreSQL URL in one line when the driver is not installed.
+
+    Raises:
+        MissingDriverError: psycopg cannot be imported.
+    """
+    try:
+        import psycopg  # noqa: F401
+    except ImportError as exc:
+        raise MissingDriverError(
+            "PostgreSQL needs the postgres extra: pip install 'checkpointdb[postgres]'"
+        ) from exc
 
 
 def _refuse_cut_page(path: Path, header: bytes, size: int) -> None:
@@ -288,9 +327,13 @@ class DriverErrors:
 
 
 def configure_sqlite_connection(
-    dbapi_connection: Any, synchronous: str, busy_timeout: float
+    dbapi_connection: Any, synchronous: str, busy_timeout: float, *, read_only: bool = False
 ) -> None:
-    """Set up a new SQLite DBAPI connection."""
+    """Set up a new SQLite DBAPI connection.
+
+    A read-only connection sets nothing that is stored in the file: the
+    journal mode stays whatever the file has.
+    """
     # The driver must never BEGIN on its own: we (or the "begin" hook) do
     # it, so write transactions can be BEGIN IMMEDIATE (SQLAlchemy's
     # documented pysqlite recipe).
@@ -299,8 +342,13 @@ def configure_sqlite_connection(
     try:
         # Wait this long for a lock instead of failing at once.
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        # Readers never block the writer and vice versa; persistent in the file.
-        cursor.execute("PRAGMA journal_mode = WAL")
+        if read_only:
+            # A second lock behind mode=ro, in case the file was opened otherwise.
+            cursor.execute("PRAGMA query_only = ON")
+        else:
+            # Readers never block the writer and vice versa; persistent in the
+            # file, so it is set only on databases already known to be ours.
+            cursor.execute("PRAGMA journal_mode = WAL")
         # Set explicitly: Debian's SQLite defaults to FULL.
         cursor.execute(f"PRAGMA synchronous = {synchronous}")
         # ON DELETE CASCADE from sessions to checkpoints needs this.
@@ -309,12 +357,16 @@ def configure_sqlite_connection(
         cursor.close()
 
 
-def _install_sqlite_hooks(engine: Engine, synchronous: str, busy_timeout: float) -> None:
+def _install_sqlite_hooks(
+    engine: Engine, synchronous: str, busy_timeout: float, read_only: bool
+) -> None:
     """Pragmas on every new connection and the pysqlite transaction recipe."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        configure_sqlite_connection(dbapi_connection, synchronous, busy_timeout)
+        configure_sqlite_connection(
+            dbapi_connection, synchronous, busy_timeout, read_only=read_only
+        )
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
@@ -338,11 +390,25 @@ _MAX_IDLE_SQLITE_CONNECTIONS = 8
 
 
 def create_sqlalchemy_engine(
-    url: URL, *, synchronous: str, busy_timeout: float, echo: bool = False
+    url: URL, *, synchronous: str, busy_timeout: float, echo: bool = False, read_only: bool = False
 ) -> Engine:
-    """Build the Engine for ``url`` with this package's connection settings."""
+    """Build the Engine for ``url`` with this package's connection settings.
+
+    With ``read_only``, no connection it opens can write: SQLite files are
+    opened with ``mode=ro`` (a missing file is not created), PostgreSQL
+    transactions are READ ONLY.
+
+    Raises:
+        MissingDriverError: a PostgreSQL URL and psycopg is not installed.
+    """
     backend = url.get_backend_name()
     if backend == "sqlite":
+        read_only_options: dict[str, Any] = {}
+        if read_only:
+            uri = read_only_sqlite_uri(Path(str(url.database)))
+            read_only_options["creator"] = lambda: sqlite3.connect(
+                uri, uri=True, check_same_thread=False
+            )
         engine = create_engine(
             url,
             echo=echo,
@@ -353,16 +419,19 @@ def create_sqlalchemy_engine(
             poolclass=NullPool,
             # Each thread takes a connection; none is used by two at once.
             connect_args={"check_same_thread": False},
+            **read_only_options,
         )
-        _install_sqlite_hooks(engine, synchronous, busy_timeout)
+        _install_sqlite_hooks(engine, synchronous, busy_timeout, read_only)
         return engine
     if backend == "postgresql":
+        require_psycopg()
         # Appended to any options the URL carries (a search_path, say).
         options = " ".join(
             part
             for part in (
                 str(url.query.get("options", "")),
                 f"-c timezone=UTC -c lock_timeout={int(busy_timeout * 1000)}",
+                "-c default_transaction_read_only=on" if read_only else "",
             )
             if part
         )
@@ -396,6 +465,7 @@ class Database:
         synchronous: str = DEFAULT_SETTINGS["synchronous"],
         busy_timeout: float = DEFAULT_SETTINGS["busy_timeout"],
         echo: bool = False,
+        read_only: bool = False,
     ) -> None:
         sync = str(synchronous).upper()
         if sync not in ("NORMAL", "FULL", "EXTRA"):
@@ -412,14 +482,15 @@ class Database:
         self.synchronous = sync
         self.busy_timeout = float(busy_timeout)
         self.is_sqlite = self.dialect_name == "sqlite"
+        self.read_only = read_only
         if self.is_sqlite:
-            prepare_sqlite_file(Path(str(url.database)))
+            prepare_sqlite_file(Path(str(url.database)), create=not read_only)
         self._echo = echo
         self.errors = DriverErrors(self.where, self.busy_timeout)
         self._lock = threading.Lock()
         self._closed = False
         self._engine = create_sqlalchemy_engine(
-            url, synchronous=sync, busy_timeout=self.busy_timeout, echo=echo
+            url, synchronous=sync, busy_timeout=self.busy_timeout, echo=echo, read_only=read_only
         )
         self._pid = os.getpid()
         # SQLite: connections parked between transactions (LIFO), and those in use.
@@ -488,6 +559,15 @@ class Database:
         """A driver error as one of ours, naming this database."""
         return translate_error(exc, self.where, self.busy_timeout)
 
+    def check_writable(self) -> None:
+        """Refuse a write on a read-only database before any connection is used.
+
+        Raises:
+            ReadOnlyStoreError: the database was opened with ``read_only=True``.
+        """
+        if self.read_only:
+            raise read_only_error(self.where)
+
     def checkout(self) -> PoolProxiedConnection:
         """A connection for one transaction; hand it back with :meth:`checkin`."""
         engine = self.engine
@@ -548,6 +628,8 @@ class Database:
             StoreBusyError, StoreFullError, CorruptDatabaseError, CheckpointDBError:
                 driver errors, translated; the transaction was rolled back.
         """
+        if write and self.read_only:
+            raise read_only_error(self.where)
         if not self.is_sqlite:
             begin = None
         elif write:
@@ -559,6 +641,7 @@ class Database:
     @contextmanager
     def outside_transaction(self) -> Iterator[Cursor]:
         """A cursor in autocommit mode, for statements that refuse transactions (VACUUM)."""
+        self.check_writable()
         raw = self.checkout()
         try:
             dbapi: Any = raw.dbapi_connection
@@ -593,6 +676,14 @@ class Database:
                 self.close_idle()
             else:
                 self._engine.dispose(close=False)
+
+
+def read_only_error(where: str) -> ReadOnlyStoreError:
+    """The error for a write asked of a store opened with ``read_only=True``."""
+    return ReadOnlyStoreError(
+        f"{where} was opened read-only (read_only=True): writing needs a store opened "
+        "without it; nothing was touched"
+    )
 
 
 class _Transaction:

@@ -47,6 +47,14 @@ class StoreClosedError(CheckpointDBError):
     """The store was closed and cannot be used any more."""
 
 
+class ReadOnlyStoreError(CheckpointDBError):
+    """A write was asked of a store opened with ``read_only=True``; nothing was touched."""
+
+
+class MissingDriverError(CheckpointDBError, ImportError):
+    """The database driver for the URL is not installed (an extra is missing)."""
+
+
 class SchemaError(CheckpointDBError):
     """The database schema is not the one this version of checkpointdb uses."""
 
@@ -57,3 +65,11 @@ class SchemaTooNewError(SchemaError):
 
 class SchemaOutOfDateError(SchemaError):
     """The database is at an older schema revision and automatic upgrade is off."""
+
+
+class NoStoreError(SchemaError, NotFoundError):
+    """There is no checkpointdb store there (no file, or no schema); nothing was created."""
+
+
+class ForeignDatabaseError(SchemaError):
+    """The database holds other tables and no checkpointdb schema; it was left untouched."""

@@ -16,6 +16,7 @@ above the manager and is never imported here.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from abc import ABC, abstractmethod
@@ -598,9 +599,11 @@ class ManagerBase(ABC):
         now = datetime.now(UTC)
         repo, session_id = self._context().repo, self.session_id
 
-        def rows(last: int, previous: int | None) -> Iterator[NewRow]:
+        def rows(
+            pending: Iterable[_ImportEntry], last: int, previous: int | None
+        ) -> Iterator[NewRow]:
             new_seqs: dict[str, int] = {}
-            for entry in entries():
+            for entry in pending:
                 parsed = parse_id(entry.id)
                 if (
                     parsed is not None
@@ -615,10 +618,15 @@ class ManagerBase(ABC):
                 new_seqs[entry.id] = previous = last
 
         def body(cursor: Cursor) -> int:
+            pending = iter(entries())
+            first = next(pending, None)
+            if first is None:
+                return 0  # nothing to import: no session is created
             last = repo.lock_session(cursor, session_id, now)
             newest = repo.page_desc(cursor, session_id, FIRST_PAGE_BEFORE, 1)
             previous = newest[0].seq if newest else None
-            return repo.insert_many(cursor, session_id, rows(last, previous), now)
+            everything = itertools.chain((first,), pending)
+            return repo.insert_many(cursor, session_id, rows(everything, last, previous), now)
 
         def finish(count: int) -> int:
             logger.info("session %s: imported %d checkpoints", session_id, count)

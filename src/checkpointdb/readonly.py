@@ -24,8 +24,17 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from .engine import DEFAULT_SETTINGS, DriverErrors, describe, resolve_url, translate_error
-from .errors import CheckpointDBError, NotFoundError
+from .engine import (
+    DEFAULT_SETTINGS,
+    DriverErrors,
+    describe,
+    read_only_sqlite_uri,
+    require_psycopg,
+    resolve_url,
+    translate_error,
+)
+from .errors import CheckpointDBError
+from .migrate import no_store_error
 from .store import CheckpointStore
 
 Columns = list[str]
@@ -94,7 +103,7 @@ def run_read_only(
         returns no rows) and every row as a tuple.
 
     Raises:
-        NotFoundError: the SQLite file does not exist (it is not created).
+        NoStoreError: the SQLite file does not exist (it is not created).
         CheckpointDBError: the query failed, or tried to write (the message
             says so); the database is unchanged either way.
     """
@@ -104,15 +113,16 @@ def run_read_only(
         url = resolve_url(store_or_url)
     backend = url.get_backend_name()
     if backend == "sqlite":
-        return _run_sqlite(Path(str(url.database)), query)
+        path = Path(str(url.database))
+        if not path.is_file():
+            raise no_store_error(url)
+        return _run_sqlite(path, query)
     if backend == "postgresql":
         return _run_postgresql(url, query)
     raise CheckpointDBError(f"unsupported database {describe(url)!r}")
 
 
 def _run_sqlite(path: Path, query: str) -> tuple[Columns, Rows]:
-    if not path.is_file():
-        raise NotFoundError(f"no database at {path}")
     refusals: list[str] = []
 
     def authorize(action: int, arg1: str | None, arg2: str | None, *_: str | None) -> int:
@@ -132,7 +142,7 @@ def _run_sqlite(path: Path, query: str) -> tuple[Columns, Rows]:
     busy_timeout = float(DEFAULT_SETTINGS["busy_timeout"])
     with DriverErrors(str(path), busy_timeout):
         connection = sqlite3.connect(
-            f"{path.absolute().as_uri()}?mode=ro",
+            read_only_sqlite_uri(path),
             uri=True,
             timeout=busy_timeout,
             isolation_level=None,
@@ -161,6 +171,7 @@ def _run_sqlite(path: Path, query: str) -> tuple[Columns, Rows]:
 
 
 def _run_postgresql(url: URL, query: str) -> tuple[Columns, Rows]:
+    require_psycopg()
     import psycopg
 
     where = describe(url)

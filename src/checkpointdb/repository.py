@@ -1039,6 +1039,28 @@ class Repository:
         """Switch SQLite's foreign key enforcement (only outside a transaction)."""
         dbapi_connection.execute(f"PRAGMA foreign_keys = {'ON' if enabled else 'OFF'}")
 
+    def table_names(self, cursor: Cursor) -> list[str]:
+        """Every table and view in the database (PostgreSQL: in its current schema), by name."""
+        if self.dialect.name == "postgresql":
+            cursor.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema() ORDER BY table_name"
+            )
+        else:
+            cursor.execute(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
+                "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+            )
+        return [str(row[0]) for row in cursor.fetchall()]
+
+    def missing_schema(self, cursor: Cursor) -> str | None:
+        """PostgreSQL: the search_path when none of its schemas exists (else None)."""
+        if self.dialect.name != "postgresql":
+            return None
+        cursor.execute("SELECT current_schema() IS NULL, current_setting('search_path')")
+        missing, search_path = cursor.fetchone()
+        return str(search_path) if missing else None
+
     def schema_version(self, cursor: Cursor) -> str | None:
         """The Alembic revision the database is stamped with, or None for a new one."""
         cursor.execute(self._version_table)

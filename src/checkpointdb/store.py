@@ -121,17 +121,50 @@ def _vacuum(repo: Repository) -> Operation[tuple[int, int], VacuumReport]:
 
 
 def open_database(
-    url: URL, *, auto_upgrade: bool, synchronous: str, busy_timeout: float, echo: bool
+    url: URL,
+    *,
+    auto_upgrade: bool,
+    synchronous: str,
+    busy_timeout: float,
+    echo: bool,
+    read_only: bool = False,
+    create_in_existing: bool = False,
 ) -> tuple[Database, Repository]:
     """Open the database at ``url`` with its schema at head (created or upgraded).
 
+    Every check runs on a connection that cannot write, before anything that
+    could; only then is the database opened for writing (and, on SQLite,
+    switched to WAL). With ``read_only``, nothing is ever created or changed.
+
     Raises:
-        SchemaTooNewError, SchemaOutOfDateError, CorruptDatabaseError, CheckpointDBError
+        NoStoreError, ForeignDatabaseError, SchemaTooNewError, SchemaOutOfDateError,
+        CorruptDatabaseError, CheckpointDBError
     """
+    if read_only:
+        db = migrate.open_reader(url, synchronous=synchronous, busy_timeout=busy_timeout, echo=echo)
+        repo = Repository(db.engine.dialect, db.where)
+        try:
+            migrate.check_readable(db, repo)
+        except BaseException:
+            db.dispose()
+            raise
+        return db, repo
+    # No connection is opened yet: a missing SQLite file is created (empty,
+    # 0600), an existing one only has its header read.
     db = Database(url, synchronous=synchronous, busy_timeout=busy_timeout, echo=echo)
     repo = Repository(db.engine.dialect, db.where)
     try:
-        migrate.ensure_schema(db, repo, auto_upgrade=auto_upgrade)
+        current = migrate.check_before_writing(
+            url,
+            auto_upgrade=auto_upgrade,
+            create_in_existing=create_in_existing,
+            synchronous=synchronous,
+            busy_timeout=busy_timeout,
+            echo=echo,
+            repository=repo,
+        )
+        if current != migrate.head_revision():
+            migrate.upgrade(db, repo)
     except BaseException:
         db.dispose()
         raise
@@ -267,9 +300,10 @@ class StoreBase(ABC):
 class CheckpointStore(StoreBase):
     """A checkpoint database: one SQLite file by default, or a PostgreSQL server.
 
-    Opening the store creates a new database at the current schema, upgrades
-    an older one (under a lock, so concurrent openers are safe), and refuses
-    one written by a newer checkpointdb without touching it.
+    Opening the store creates the schema in a new or empty database, upgrades
+    an older one (under a lock, so concurrent openers are safe), and refuses,
+    without touching them, a database written by a newer checkpointdb and one
+    that holds other tables but no checkpointdb schema.
 
     Args:
         url: an SQLite path, an SQLAlchemy URL (``sqlite:///x.db``,
@@ -285,9 +319,20 @@ class CheckpointStore(StoreBase):
         max_payload_bytes: largest accepted ``data`` or ``metadata``, as UTF-8 JSON.
         max_depth: deepest accepted nesting inside a payload.
         echo: log every statement SQLAlchemy runs (migrations and schema work).
+        read_only: open for reading only: nothing is ever created, migrated or
+            changed (SQLite opens the file with ``mode=ro``, PostgreSQL runs
+            READ ONLY transactions); a write raises :class:`ReadOnlyStoreError`
+            before touching the database.
+        create_in_existing: create the checkpointdb tables in a database that
+            already holds other tables (an application's PostgreSQL database,
+            say); without it such a database is refused.
 
     Raises:
-        SchemaTooNewError, SchemaOutOfDateError, CorruptDatabaseError, CheckpointDBError
+        NoStoreError: ``read_only`` and there is no checkpointdb store there.
+        ForeignDatabaseError: other tables and no checkpointdb schema, and
+            ``create_in_existing`` is off; the database was not changed.
+        SchemaTooNewError, SchemaOutOfDateError, CorruptDatabaseError, MissingDriverError,
+        CheckpointDBError
     """
 
     def __init__(
@@ -300,6 +345,8 @@ class CheckpointStore(StoreBase):
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
         echo: bool = False,
+        read_only: bool = False,
+        create_in_existing: bool = False,
     ) -> None:
         self._set_limits(max_payload_bytes, max_depth)
         self._db, self._repo = open_database(
@@ -308,6 +355,8 @@ class CheckpointStore(StoreBase):
             synchronous=synchronous,
             busy_timeout=busy_timeout,
             echo=echo,
+            read_only=read_only,
+            create_in_existing=create_in_existing,
         )
         self._context = Context(self._db, self._repo, self.encode)
 
@@ -331,6 +380,11 @@ class CheckpointStore(StoreBase):
     def dialect(self) -> str:
         """``"sqlite"`` or ``"postgresql"``."""
         return self._db.dialect_name
+
+    @property
+    def read_only(self) -> bool:
+        """True if the store was opened with ``read_only=True``."""
+        return self._db.read_only
 
     def __repr__(self) -> str:
         return f"CheckpointStore({self.where!r})"

@@ -176,7 +176,7 @@ def latest_command(env: Env, session_id: str, name: str | None, as_json: bool) -
 
 
 def _set_pinned(env: Env, checkpoint_id: str, pinned: bool, as_json: bool) -> None:
-    store = env.open_store()
+    store = env.open_store(write=True)
     before = require_checkpoint(store, checkpoint_id)
     mgr = store.manager(before.session_id)
     changed = mgr.pin(checkpoint_id) if pinned else mgr.unpin(checkpoint_id)

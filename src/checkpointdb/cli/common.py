@@ -141,34 +141,45 @@ class Env:
 
         return resolve_url(self.target)
 
-    def require_file(self, url: URL) -> None:
-        """Refuse an SQLite path that does not exist (reading commands never create one)."""
-        if url.get_backend_name() == "sqlite" and not Path(str(url.database)).exists():
-            raise NotFoundError(
-                f"no database at {url.database}: give --db PATH|URL or set CHECKPOINTDB_URL "
-                "(`checkpointdb demo` creates ./checkpoints.db)"
-            )
+    def open_store(self, *, write: bool = False, create: bool = False) -> CheckpointStore:
+        """Open the store, closed when the command ends.
 
-    def open_store(self, *, create: bool = False) -> CheckpointStore:
-        """Open the store, closed when the command ends; ``create`` allows a new file."""
+        Reading commands get a read-only store: they never create, migrate or
+        change anything. ``write`` opens an existing store for writing;
+        ``create`` also creates one in a new file or an empty database.
+        """
         from ..store import CheckpointStore
 
         url = self.url()
-        if not create:
-            self.require_file(url)
-        store = CheckpointStore(url, auto_upgrade=False)
+        if not create and not write:
+            store = CheckpointStore(url, read_only=True)
+        else:
+            if not create:
+                # A command that changes checkpoints has none to change where
+                # there is no store yet: say so rather than create an empty one.
+                CheckpointStore(url, read_only=True).close()
+            store = CheckpointStore(url, auto_upgrade=False)
         click.get_current_context().call_on_close(store.close)
         return store
 
     def open_database(self, *, create: bool = False) -> tuple[Database, Repository]:
-        """The database without the store's schema check, for the ``db`` commands."""
+        """The database without the store's schema check, for the ``db`` commands.
+
+        Without ``create`` it is opened read-only; with it (``db upgrade``, an
+        explicit migration, which is consent to create the schema beside other
+        tables), a database a newer checkpointdb wrote is refused before
+        anything is written.
+        """
+        from .. import migrate
         from ..engine import Database
         from ..repository import Repository
 
         url = self.url()
-        if not create:
-            self.require_file(url)
-        database = Database(url)
+        if create:
+            migrate.check_before_writing(url, auto_upgrade=True, create_in_existing=True)
+            database = Database(url)
+        else:
+            database = migrate.open_reader(url)
         click.get_current_context().call_on_close(database.dispose)
         return database, Repository(database.engine.dialect)
 

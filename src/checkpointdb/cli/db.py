@@ -48,7 +48,7 @@ def _describe_status(status: dict[str, Any]) -> str:
     if status["at_head"]:
         return f"{where} is at schema revision {current}, the newest this checkpointdb knows"
     if current is None:
-        return f"{where} has no checkpointdb schema yet (head is {head}); {upgrade} to create it"
+        return f"no checkpointdb store at {where}; create one with: {status['upgrade_command']}"
     if not status["known"]:
         return (
             f"{where} is at schema revision {current}, which this checkpointdb does not know "
@@ -94,10 +94,17 @@ def db_upgrade_command(env: Env, as_json: bool) -> None:
     "checkpointdb --db agent.db db current --json",
 )
 def db_current_command(env: Env, as_json: bool) -> None:
-    """Print the database's schema revision and whether it is the newest."""
+    """Print the database's schema revision and whether it is the newest.
+
+    A database without a checkpointdb schema exits 1.
+    """
     status = _schema_status(*env.open_database())
     if as_json:
         output.emit_json(status)
+        if status["current"] is None:
+            raise click.exceptions.Exit(1)
+    elif status["current"] is None:
+        raise CommandError(_describe_status(status))
     else:
         output.line(_describe_status(status))
 

@@ -81,7 +81,7 @@ def compact_command(
     bytes_removed, exact). --dry-run runs the same statements and rolls them
     back, so its report is exactly what a real run would do.
     """
-    store = env.open_store()
+    store = env.open_store(write=True)
     info = require_session(store, session_id)
     mgr = (
         store.manager(session_id)
@@ -151,7 +151,7 @@ def expire_command(env: Env, older_than: timedelta, dry_run: bool, as_json: bool
     is the removed checkpoints' data and metadata JSON (--json: bytes_removed,
     exact).
     """
-    store = env.open_store()
+    store = env.open_store(write=True)
     report = store.expire(older_than, dry_run=dry_run)
     if as_json:
         output.emit_json(
@@ -218,7 +218,7 @@ def vacuum_command(env: Env, as_json: bool) -> None:
     tables. Prints the size before and after (SQLite: the database file;
     PostgreSQL: the tables with their indexes).
     """
-    store = env.open_store()
+    store = env.open_store(write=True)
     report = store.vacuum()
     freed = report.bytes_before - report.bytes_after
     if as_json:

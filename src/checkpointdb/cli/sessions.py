@@ -100,7 +100,7 @@ def delete_session_command(env: Env, session_id: str, yes: bool, as_json: bool) 
     keeps the counter). Asks first on a terminal; without one, --yes is
     required. An unknown session exits 1.
     """
-    store = env.open_store()
+    store = env.open_store(write=True)
     info = require_session(store, session_id)
     _confirm(
         f"delete session {session_id!r} and its "
@@ -130,7 +130,7 @@ def clear_command(env: Env, session_id: str, yes: bool, as_json: bool) -> None:
     (delete-session forgets the session entirely). Asks first on a terminal;
     without one, --yes is required. An unknown session exits 1.
     """
-    store = env.open_store()
+    store = env.open_store(write=True)
     info = require_session(store, session_id)
     _confirm(
         f"delete the {output.count(info.checkpoint_count, 'checkpoint')} of session {session_id!r}",

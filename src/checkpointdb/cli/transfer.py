@@ -10,13 +10,16 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import IO, TextIO, TypeVar
+from typing import IO, TYPE_CHECKING, TextIO, TypeVar
 
 import click
 
 from ..errors import CheckpointDBError
 from . import output
 from .common import Env, examples, json_option, require_session, session_argument
+
+if TYPE_CHECKING:
+    from ..store import CheckpointStore
 
 T = TypeVar("T")
 
@@ -126,34 +129,62 @@ def import_command(env: Env, session_id: str, file: IO[bytes], as_json: bool) ->
     nothing. Checkpoints keep their order and timestamps. An entry keeps its
     id only if the id is SESSION's and above every id SESSION has issued;
     any other gets the next fresh id, so no id is ever duplicated. The
-    database is created if it does not exist. A progress bar is drawn on a
+    database is created if it does not exist (but a failed or empty import
+    leaves no new file). A progress bar is drawn on a
     terminal.
     """
+    url = env.url()
+    path = Path(str(url.database)) if url.get_backend_name() == "sqlite" else None
+    new_file = path if path is not None and not path.exists() else None
     store = env.open_store(create=True)
     mgr = store.manager(session_id)
     started = time.monotonic()
     total = _file_size(file)
     draw = total is not None and output.progress_wanted(total, output.PROGRESS_MIN_BYTES)
-    with click.progressbar(
-        length=total or 0, label="Importing", file=sys.stderr, hidden=not draw
-    ) as bar:
-        imported = mgr.import_from(file, progress=bar.update)
-    info = require_session(store, session_id)
+    try:
+        with click.progressbar(
+            length=total or 0, label="Importing", file=sys.stderr, hidden=not draw
+        ) as bar:
+            imported = mgr.import_from(file, progress=bar.update)
+    except BaseException:
+        _remove_new_database(store, new_file)
+        raise
+    found = store.session(session_id)
+    if imported == 0:
+        _remove_new_database(store, new_file)
     if as_json:
         output.emit_json(
             {
                 "session_id": session_id,
                 "imported": imported,
-                "checkpoint_count": info.checkpoint_count,
-                "last_seq": info.last_seq,
+                "checkpoint_count": found.checkpoint_count if found else 0,
+                "last_seq": found.last_seq if found else 0,
             }
         )
         return
+    if imported == 0:
+        output.line(f"{file.name} holds no checkpoints; nothing was imported")
+        return
+    info = require_session(store, session_id)
     output.line(
         f"imported {output.count(imported, 'checkpoint')} into session {session_id!r} in "
         f"{time.monotonic() - started:.1f} s; it now has {info.checkpoint_count} "
         f"(newest id {session_id}:{info.last_seq})"
     )
+
+
+def _remove_new_database(store: CheckpointStore, path: Path | None) -> None:
+    """Remove the SQLite file this command created, once it is known to hold nothing.
+
+    Called only when nothing was committed to it, so a failed or empty import
+    leaves no database behind.
+    """
+    if path is None:
+        return
+    store.close()
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with suppress(FileNotFoundError):
+            os.unlink(f"{path}{suffix}")
 
 
 COMMANDS = (export_command, import_command)
