@@ -163,7 +163,8 @@ def import_command(env: Env, session_id: str, file: IO[bytes], as_json: bool) ->
         )
         return
     if imported == 0:
-        output.line(f"{file.name} holds no checkpoints; nothing was imported")
+        source = getattr(file, "name", "the input")
+        output.line(f"{source} holds no checkpoints; nothing was imported")
         return
     info = require_session(store, session_id)
     output.line(
