@@ -56,7 +56,9 @@ def encode_time_text(value: datetime) -> str:
 def decode_time(value: datetime | str) -> datetime:
     """A stored timestamp (SQLite text or PostgreSQL timestamptz) as aware UTC."""
     if isinstance(value, str):
-        return datetime.fromisoformat(value).astimezone(UTC)
+        moment = datetime.fromisoformat(value)
+        # Our stored text ends in Z, which parses to UTC itself: no conversion.
+        return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
