@@ -31,11 +31,11 @@ from sqlalchemy.engine import Connection
 from checkpointdb.engine import Database, resolve_url
 from checkpointdb.errors import SchemaError
 from checkpointdb.migrate import locked_connection
-from checkpointdb.models import Base
+from checkpointdb.models import metadata
 from checkpointdb.repository import Repository
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
 
 # Names the naming convention gives checkpointdb's own indexes and unique
 # constraints: "ix_<table>_..." and "uq_<table>_...".

@@ -38,7 +38,7 @@ from checkpointdb.migrate import (
     locked_connection,
     upgrade,
 )
-from checkpointdb.models import Base
+from checkpointdb.models import metadata as schema_metadata
 from checkpointdb.repository import Repository
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -68,9 +68,9 @@ def test_models_and_migrations_agree(backend_url: str) -> None:
         upgrade(db, repo)
         with db.connect() as connection:
             context = MigrationContext.configure(
-                connection, opts={"compare_type": True, "target_metadata": Base.metadata}
+                connection, opts={"compare_type": True, "target_metadata": schema_metadata}
             )
-            diff = compare_metadata(context, Base.metadata)
+            diff = compare_metadata(context, schema_metadata)
         assert diff == []
     finally:
         db.dispose()
@@ -471,8 +471,8 @@ def test_alembic_check_ignores_a_users_tables_and_indexes(
     config = alembic_config()
     with store_with_user_objects.connect() as connection:
         # Without the rule, autogenerate would drop them.
-        context = MigrationContext.configure(connection, opts={"target_metadata": Base.metadata})
-        naive = compare_metadata(context, Base.metadata)
+        context = MigrationContext.configure(connection, opts={"target_metadata": schema_metadata})
+        naive = compare_metadata(context, schema_metadata)
         assert {entry[0] for entry in naive} >= {"remove_index"}
         connection.rollback()
         config.attributes["connection"] = connection

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 
 from checkpointdb.engine import resolve_url
 from checkpointdb.migrate import alembic_config as checkpointdb_alembic_config
-from checkpointdb.models import Base
+from checkpointdb.models import metadata
 
 __all__ = [
     "alembic_runner",
@@ -43,7 +43,7 @@ def alembic_config() -> Config:
     """Our packaged migrations; the target metadata named, not discovered."""
     return Config(
         alembic_config=checkpointdb_alembic_config(),
-        config_options={"target_metadata": Base.metadata},
+        config_options={"target_metadata": metadata},
     )
 
 

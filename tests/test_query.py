@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from checkpointdb import (
@@ -22,7 +22,7 @@ from checkpointdb import (
     NaiveDatetimeError,
 )
 from checkpointdb.models import checkpoints_table
-from checkpointdb.query import MAX_PATH_KEYS, FindQuery, KeyPath
+from checkpointdb.query import MAX_PATH_KEYS, FindQuery, KeyPath, find_clauses
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -326,12 +326,37 @@ def test_keys_and_values_never_reach_the_sql_text(dialect: Any) -> None:
     query = FindQuery.build(
         name="zname", metadata={(key, key): value}, data={(key,): value}, session_id="zsid"
     )
-    stmt = select(checkpoints_table.c.seq).where(*query.where(dialect.name))
-    compiled = stmt.compile(dialect=dialect)
-    sql = str(compiled)
+    where, _ = find_clauses(query.shape, dialect.name)
+    sql = str(select(checkpoints_table.c.seq).where(*where).compile(dialect=dialect))
     assert "zq" not in sql and "zv" not in sql and "zname" not in sql and "zsid" not in sql
-    bound = " ".join(str(v) for v in compiled.params.values())
+    bound = " ".join(str(v) for v in query.parameters(str, dialect.name).values())
     assert "zq" in bound and "zv" in bound and "zname" in bound and "zsid" in bound
+
+
+def test_a_second_find_of_the_same_shape_compiles_nothing(
+    store: CheckpointStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mgr = store.manager("s", max_checkpoints=None, compress_after=None)
+    for run in ("r1", "r2", "r1", "r2"):
+        mgr.create("step", {}, {"run": run, "agent": {"role": "planner"}})
+    built: list[object] = []
+    compile_statement = Select.compile
+
+    def counting_compile(stmt: Select[Any], *args: Any, **kwargs: Any) -> Any:
+        built.append(stmt)
+        return compile_statement(stmt, *args, **kwargs)
+
+    monkeypatch.setattr(Select, "compile", counting_compile)
+    assert ids(mgr.find(metadata={"run": "r1"}, limit=5)) == ["s:3", "s:1"]
+    assert len(built) == 1
+    # Other values of the same shape: the cached statement, with the new values bound.
+    assert ids(mgr.find(metadata={"run": "r2"}, limit=1)) == ["s:4"]
+    assert ids(mgr.find(metadata={"agent": "x"}, limit=9)) == []
+    assert len(built) == 1
+    # Another shape (a second filter, a deeper path, no limit) compiles once each.
+    assert ids(mgr.find(metadata={"run": "r2", "agent.role": "planner"})) == ["s:4", "s:2"]
+    assert ids(mgr.find(metadata={"run": "r1", "agent.role": "planner"})) == ["s:3", "s:1"]
+    assert len(built) == 2
 
 
 # -- streaming -----------------------------------------------------------------

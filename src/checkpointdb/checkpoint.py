@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
+from functools import lru_cache
 from typing import Any, Literal
 
 JSONDict = dict[str, Any]
@@ -48,6 +49,7 @@ class RetentionPolicy:
     keep_recent: int = DEFAULT_KEEP_RECENT
 
     @classmethod
+    @lru_cache(maxsize=64)  # every create reads the stored columns; policies rarely change
     def from_stored(cls, stored: tuple[int | None, int | None, int | None]) -> RetentionPolicy:
         """The policy a session row's columns mean (NULL: the default; -1: off)."""
         max_checkpoints, compress_after, keep_recent = stored

@@ -368,8 +368,10 @@ class ManagerBase(ABC):
                 id=format_id(session_id, seq),
                 name=name,
                 timestamp=now,
+                # Decoded from the text just stored: an independent copy, exactly
+                # as get() returns it (tuples become lists), at C speed.
                 data=json.loads(data_json),
-                metadata=json.loads(meta_json),
+                metadata={} if meta_json == "{}" else json.loads(meta_json),
                 pinned=pinned,
                 parent_id=None if parent_of_row is None else format_id(session_id, parent_of_row),
             )
@@ -392,12 +394,12 @@ class ManagerBase(ABC):
                 cursor, session_id, now, total, rows=len(rows), policy=to_store
             )
             first = last - len(rows) + 1
-            parent = repo.insert_on_newest(cursor, session_id, replace(rows[0], seq=first))
+            parent = repo.insert_on_newest(cursor, session_id, rows[0]._replace(seq=first))
             for offset, row in enumerate(rows[1:], start=1):
                 repo.insert(
                     cursor,
                     session_id,
-                    replace(row, seq=first + offset, parent_seq=first + offset - 1),
+                    row._replace(seq=first + offset, parent_seq=first + offset - 1),
                 )
             policy = RetentionPolicy.from_stored(stored)
             _retain(repo, cursor, session_id, policy, count, now)
@@ -614,7 +616,7 @@ class ManagerBase(ABC):
                 else:
                     last += 1
                 parent = _imported_parent(entry.parent_id, new_seqs, previous, session_id, last)
-                yield replace(entry.row, seq=last, parent_seq=parent)
+                yield entry.row._replace(seq=last, parent_seq=parent)
                 new_seqs[entry.id] = previous = last
 
         def body(cursor: Cursor) -> int:

@@ -117,6 +117,4 @@ def stream(db: Database, body: Callable[[Cursor], Iterable[T]]) -> Generator[T, 
 
 def find_body(repo: Repository, query: FindQuery) -> Callable[[Cursor], Iterable[Checkpoint]]:
     """The body of ``find()``: the checkpoints that match ``query``, a page of rows at a time."""
-    return lambda cursor: repo.find(
-        cursor, query.where(repo.dialect.name), query.order_by(), query.limit
-    )
+    return lambda cursor: repo.find(cursor, query)

@@ -16,7 +16,9 @@ scalar":
   missing key never matches).
 
 Keys and values are always bound parameters; no key is ever spliced into SQL
-or into a JSON-path string:
+or into a JSON-path string. So the SQL text depends only on the query's
+*shape* (which filters are set; each match's column, number of keys and JSON
+type), and the repository compiles it once per shape:
 
 * PostgreSQL: ``column @> CAST(:document AS JSONB)``, the document being the
   path nested into objects around the value (``{"agent": {"role":
@@ -43,15 +45,14 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from sqlalchemy import (
     ColumnElement,
     Text,
+    bindparam,
     cast,
     exists,
     func,
-    literal,
     literal_column,
     or_,
     select,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 
 from .errors import InvalidDataError
 from .models import checkpoints_table
@@ -189,7 +190,7 @@ def parse_filter(spec: object, column: str) -> tuple[JSONMatch, ...]:
 
 @dataclass(frozen=True)
 class FindQuery:
-    """The checked arguments of ``find()``, turned into SQL by :meth:`where`.
+    """The checked arguments of ``find()``: a :attr:`shape` and the values to bind.
 
     Within one session results come in creation (seq) order; across
     sessions, by ``created_at`` then session id and seq, since sessions have
@@ -240,79 +241,148 @@ class FindQuery:
             newest_first=newest_first,
         )
 
-    def where(self, dialect_name: str) -> list[ColumnElement[bool]]:
-        """The WHERE conditions on the checkpoints table, for one dialect.
+    @property
+    def shape(self) -> FindShape:
+        """What decides the SQL text: the filters set, each match's column, depth and kind.
 
-        Times are bound as aware datetimes; the repository encodes them for
-        its dialect like every other timestamp it binds.
+        Two queries of one shape run the same compiled statement with
+        different bound values.
         """
-        conditions: list[ColumnElement[bool]] = []
+        return (
+            self.session_id is not None,
+            self.name is not None,
+            self.since is not None,
+            self.until is not None,
+            self.limit is not None,
+            self.newest_first,
+            tuple((m.column, len(m.path), _kind(m.value)) for m in self.matches),
+        )
+
+    def parameters(
+        self, encode_time: Callable[[datetime], Any], dialect_name: str
+    ) -> dict[str, Any]:
+        """The values to bind to the statement of :func:`find_clauses` for this query's shape.
+
+        Args:
+            encode_time: how the repository binds an aware datetime on its dialect.
+            dialect_name: ``"sqlite"`` or ``"postgresql"``.
+        """
+        params: dict[str, Any] = {}
         if self.session_id is not None:
-            conditions.append(_cp.session_id == literal(self.session_id))
+            params["session_id"] = self.session_id
         if self.name is not None:
-            conditions.append(_cp.name == literal(self.name))
+            params["name"] = self.name
         if self.since is not None:
-            conditions.append(_cp.created_at > literal(self.since, _cp.created_at.type))
+            params["since"] = encode_time(self.since)
         if self.until is not None:
-            conditions.append(_cp.created_at <= literal(self.until, _cp.created_at.type))
+            params["until"] = encode_time(self.until)
+        if self.limit is not None:
+            params["limit"] = self.limit
         for index, match in enumerate(self.matches):
             if dialect_name == "postgresql":
-                conditions.append(_postgresql_match(match))
-            else:
-                conditions.append(_sqlite_match(match, f"{match.column[0]}{index}"))
-        return conditions
-
-    def order_by(self) -> list[ColumnElement[Any]]:
-        """Seq order in one session; created_at, session id, seq across sessions."""
-        columns: Sequence[ColumnElement[Any]] = (
-            [_cp.seq] if self.session_id is not None else [_cp.created_at, _cp.session_id, _cp.seq]
-        )
-        return [column.desc() if self.newest_first else column.asc() for column in columns]
-
-
-def _postgresql_match(match: JSONMatch) -> ColumnElement[bool]:
-    document: Any = match.value
-    for key in reversed(match.path):
-        document = {key: document}
-    bound = cast(literal(dumps_jsonb(document), Text), JSONB)
-    return _cp[match.column].op("@>", is_comparison=True)(bound)
+                document: Any = match.value
+                for key in reversed(match.path):
+                    document = {key: document}
+                params[f"doc{index}"] = dumps_jsonb(document)
+                continue
+            for depth, key in enumerate(match.path):
+                params[f"key{index}_{depth}"] = key
+            if type(match.value) in (str, int, float):
+                params[f"value{index}"] = match.value
+        return params
 
 
-def _sqlite_match(match: JSONMatch, alias_prefix: str) -> ColumnElement[bool]:
+# Which filters a find() sets and how each JSON match looks (see FindQuery.shape).
+FindShape = tuple[bool, bool, bool, bool, bool, bool, tuple[tuple[str, int, str], ...]]
+
+
+def _kind(value: JSONScalar) -> str:
+    """The JSON type a filter value matches (bool before int: True is an int in Python)."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return "text" if type(value) is str else "number"
+
+
+def find_clauses(
+    shape: FindShape, dialect_name: str
+) -> tuple[list[ColumnElement[bool]], list[ColumnElement[Any]]]:
+    """The WHERE conditions and ORDER BY of every query of ``shape``, on the checkpoints table.
+
+    Every value is a bound parameter named as :meth:`FindQuery.parameters` names it,
+    so the compiled statement serves every query of the shape. Within one
+    session the order is seq; across sessions created_at, session id, seq.
+    """
+    session_set, name_set, since_set, until_set, _, newest_first, matches = shape
+    conditions: list[ColumnElement[bool]] = []
+    if session_set:
+        conditions.append(_cp.session_id == bindparam("session_id"))
+    if name_set:
+        conditions.append(_cp.name == bindparam("name"))
+    if since_set:
+        conditions.append(_cp.created_at > bindparam("since"))
+    if until_set:
+        conditions.append(_cp.created_at <= bindparam("until"))
+    for index, (column, depth, kind) in enumerate(matches):
+        if dialect_name == "postgresql":
+            conditions.append(_postgresql_match(column, index))
+        else:
+            conditions.append(_sqlite_match(column, depth, kind, index))
+    columns: Sequence[ColumnElement[Any]] = (
+        [_cp.seq] if session_set else [_cp.created_at, _cp.session_id, _cp.seq]
+    )
+    order: list[ColumnElement[Any]] = [
+        column.desc() if newest_first else column.asc() for column in columns
+    ]
+    return conditions, order
+
+
+def _postgresql_match(column: str, index: int) -> ColumnElement[bool]:
+    # Imported here: an SQLite store never loads the PostgreSQL dialect.
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    bound = cast(bindparam(f"doc{index}", type_=Text), JSONB)
+    return _cp[column].op("@>", is_comparison=True)(bound)
+
+
+def _sqlite_match(column: str, depth: int, kind: str, index: int) -> ColumnElement[bool]:
     """EXISTS over one json_each per key: each level's key equals the next path key."""
     levels: list[Any] = []
     conditions: list[ColumnElement[bool]] = []
-    source: Any = _cp[match.column]
-    for depth, key in enumerate(match.path):
+    source: Any = _cp[column]
+    for level_index in range(depth):
         if levels:
-            conditions.append(levels[-1].c.type == literal("object"))
+            conditions.append(levels[-1].c.type == literal_column("'object'"))
         level = (
             func.json_each(source)
             .table_valued("key", "type", "atom", "value")
-            .alias(f"{alias_prefix}_{depth}")
+            .alias(f"{column[0]}{index}_{level_index}")
         )
-        conditions.append(level.c.key == literal(key))
+        conditions.append(level.c.key == bindparam(f"key{index}_{level_index}"))
         levels.append(level)
         source = level.c.value
-    conditions.append(_sqlite_value_test(levels[-1], match.value))
+    conditions.append(_sqlite_value_test(levels[-1], kind, index))
     return exists(select(literal_column("1")).select_from(*levels).where(*conditions))
 
 
-def _sqlite_value_test(level: Any, value: JSONScalar) -> ColumnElement[bool]:
+def _sqlite_value_test(level: Any, kind: str, index: int) -> ColumnElement[bool]:
     """json_each's ``type`` names the JSON type; ``atom`` holds a scalar's SQL value."""
-    kind = level.c.type
+    json_type = level.c.type
     test: ColumnElement[bool]
-    if value is None:
-        test = kind == literal("null")
-    elif type(value) is bool:
-        test = kind == literal("true" if value else "false")
-    elif type(value) is str:
-        test = (kind == literal("text")) & (level.c.atom == literal(value))
+    if kind in ("null", "true", "false"):
+        test = json_type == literal_column(f"'{kind}'")
+        return test
+    value = level.c.atom == bindparam(f"value{index}")
+    if kind == "text":
+        test = (json_type == literal_column("'text'")) & value
     else:
-        number = or_(kind == literal("integer"), kind == literal("real"))
-        test = number & (level.c.atom == literal(value))
+        integer: ColumnElement[str] = literal_column("'integer'")
+        real: ColumnElement[str] = literal_column("'real'")
+        test = or_(json_type == integer, json_type == real) & value
     return test
-
 
 
 def session_filters(

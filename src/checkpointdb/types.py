@@ -14,7 +14,6 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import DateTime, String, Text
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -49,13 +48,17 @@ def encode_time_text(value: datetime) -> str:
     """An aware datetime as the fixed-width UTC text stored on SQLite."""
     # isoformat, not strftime: strftime does not zero-pad years before 1000
     # on Linux, which would break the text order time-range queries rely on.
-    return require_aware(value).isoformat(timespec="microseconds")[:-6] + "Z"
+    if type(value) is not datetime or value.tzinfo is not UTC:  # UTC already: every create
+        value = require_aware(value)
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def decode_time(value: datetime | str) -> datetime:
     """A stored timestamp (SQLite text or PostgreSQL timestamptz) as aware UTC."""
     if isinstance(value, str):
-        return datetime.fromisoformat(value).astimezone(UTC)
+        moment = datetime.fromisoformat(value)
+        # Our stored text ends in Z, which parses to UTC itself: no conversion.
+        return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
@@ -147,7 +150,10 @@ class JSONDocument(TypeDecorator[Any]):
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         """JSONB on PostgreSQL (queried with ``->>``), text elsewhere."""
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(postgresql.JSONB(none_as_null=True))
+            # Imported here: an SQLite store never loads the PostgreSQL dialect.
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB(none_as_null=True))
         return dialect.type_descriptor(Text())
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:

@@ -71,9 +71,6 @@ def check_json(value: Any, path: str, max_depth: int) -> None:
     Raises:
         InvalidDataError: with the path to the first offending value.
     """
-    if _plain_json(value, max_depth):
-        return
-    # Something is wrong: walk again, slowly, to say what and where.
     active: set[int] = set()
 
     def walk(node: Any, where: str, depth: int) -> None:
@@ -137,29 +134,33 @@ def _unprintable_int_path(value: Any, path: str) -> str:
     return ""
 
 
-def _plain_json(node: Any, levels: int) -> bool:
-    """True when ``node`` is storable JSON with containers at most ``levels`` deep.
+def _plain_shape(node: dict[Any, Any] | list[Any] | tuple[Any, ...], levels: int) -> bool:
+    """True when ``node`` holds only JSON types, with string keys, at most ``levels`` deep.
 
-    The fast path of :func:`check_json` (it runs on every create): no path
-    strings, no cycle bookkeeping; a cycle simply runs out of levels.
+    The fast path of :func:`encode_payload` (it runs on every create): no
+    path strings, no cycle bookkeeping (a cycle runs out of levels). It
+    leaves two checks to the encoded text, where C code does them at once:
+    NaN and infinity (``json.dumps`` refuses them) and NUL characters.
     """
-    kind = type(node)
-    if kind is str:
-        return "\x00" not in node
-    if kind is float:
-        return math.isfinite(node)
-    if kind is int or kind is bool or node is None:
-        return True
     if levels <= 0:
         return False
-    if kind is dict:
-        for key, item in node.items():
-            if type(key) is not str or "\x00" in key or not _plain_json(item, levels - 1):
+    items: Any
+    if type(node) is dict:
+        for key in node:
+            if type(key) is not str:
                 return False
-        return True
-    if kind is list or kind is tuple:
-        return all(_plain_json(item, levels - 1) for item in node)
-    return False
+        items = node.values()
+    else:
+        items = node
+    for item in items:
+        kind = type(item)
+        if kind is str or kind is int or kind is float or kind is bool or item is None:
+            continue
+        if kind is not dict and kind is not list and kind is not tuple:
+            return False
+        if not _plain_shape(item, levels - 1):
+            return False
+    return True
 
 
 def _short_repr(value: Any) -> str:
@@ -184,11 +185,16 @@ def encode_payload(value: Any, what: str, max_depth: int, max_bytes: int) -> tup
         raise InvalidDataError(f"{what} must be a dict, got {type(value).__name__}")
     if not value:
         return "{}", 2
-    check_json(value, what, max_depth)
+    if not _plain_shape(value, max_depth):
+        check_json(value, what, max_depth)  # says what and where
     try:
         text = dumps_json(value)
-    except ValueError as exc:  # an int too long to print (sys.get_int_max_str_digits)
+    except ValueError as exc:  # NaN or infinity, or an int too long to print
+        check_json(value, what, max_depth)
         raise InvalidDataError(f"{_unprintable_int_path(value, what)}: {exc}") from None
+    if "\\u0000" in text:
+        # A NUL somewhere, or a backslash stored before "u0000": look closer.
+        check_json(value, what, max_depth)
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError as exc:
