@@ -1166,7 +1166,7 @@ class Bench:
                 "store = CheckpointStore(sys.argv[1])\n"
                 "store.manager('boot', None, None).create('start', json.loads(sys.argv[2]))\n"
                 "print(*(any(m == p or m.startswith(p + '.') for m in sys.modules) for p in "
-                "('alembic', 'sqlalchemy.orm', 'sqlalchemy.dialects.postgresql')), sep=',')"
+                "('alembic', 'sqlalchemy.dialects.postgresql')), sep=',')"
             ),
             "raw: connect + create 1": (
                 "import sys, json, sqlite3\n"
@@ -1240,7 +1240,6 @@ class Bench:
         for index, (what, module) in enumerate(
             (
                 ("Alembic", "alembic"),
-                ("the ORM", "sqlalchemy.orm"),
                 ("the PostgreSQL dialect", "sqlalchemy.dialects.postgresql"),
             )
         ):

@@ -1,20 +1,20 @@
-"""Tables: sessions and their checkpoints.
+"""ORM tables: sessions and their checkpoints.
 
-These tables are the schema's source of truth for autogenerate: a test
+These classes are the schema's source of truth for autogenerate: a test
 checks that the Alembic history produces exactly these tables. Constraint
 names come from the naming convention, so a migration can drop or alter any
-of them on SQLite in batch mode. They are Core tables, not ORM classes:
-nothing here queries through the ORM, and importing ``sqlalchemy.orm``
-would add a tenth of a second or more to every process that opens a store.
+of them on SQLite in batch mode.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
-    Column,
     ForeignKey,
     Index,
     Integer,
@@ -25,6 +25,7 @@ from sqlalchemy import (
     false,
     text,
 )
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .types import JSONDocument, UTCDateTime
 from .validate import MAX_NAME_LENGTH
@@ -37,59 +38,80 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-# Every table of the schema, with the naming convention for their constraints.
-metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
-# One agent session: the id counter and the live checkpoint count.
-sessions_table = Table(
-    "sessions",
-    metadata,
-    Column("id", String(MAX_NAME_LENGTH), primary_key=True),
-    Column("created_at", UTCDateTime(), nullable=False),
-    Column("updated_at", UTCDateTime(), nullable=False),
+class Base(DeclarativeBase):
+    """Declarative base whose metadata names every constraint by convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSONDocument(),
+    }
+
+
+class SessionRecord(Base):
+    """One agent session: the id counter and the live checkpoint count."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), primary_key=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
     # The counter behind checkpoint ids; it never goes back, not even on clear().
-    Column("last_seq", BigInteger, nullable=False, server_default=text("0")),
+    last_seq: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     # Live rows, kept in the same transaction as every insert and delete.
-    Column("checkpoint_count", Integer, nullable=False, server_default=text("0")),
-    Column("metadata", JSONDocument(), nullable=False),
+    checkpoint_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata")
     # Revision 0002: bytes of the live checkpoints' payloads, kept like checkpoint_count.
-    Column("payload_bytes", BigInteger, nullable=False, server_default=text("0")),
+    payload_bytes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     # Revision 0004: the id of the checkpoint a fork copied this session from.
-    Column("forked_from", Text),
+    forked_from: Mapped[str | None] = mapped_column(Text)
     # Revision 0004: the session's retention policy (NULL: the default; -1: off).
-    Column("max_checkpoints", Integer),
-    Column("compress_after", Integer),
-    Column("keep_recent", Integer),
-    CheckConstraint("last_seq >= 0", name="last_seq_not_negative"),
-    CheckConstraint("checkpoint_count >= 0", name="count_not_negative"),
-)
+    max_checkpoints: Mapped[int | None] = mapped_column(Integer)
+    compress_after: Mapped[int | None] = mapped_column(Integer)
+    keep_recent: Mapped[int | None] = mapped_column(Integer)
 
-# One checkpoint; its public id is f"{session_id}:{seq}".
-checkpoints_table = Table(
-    "checkpoints",
-    metadata,
-    Column(
-        "session_id",
+    __table_args__ = (
+        CheckConstraint("last_seq >= 0", name="last_seq_not_negative"),
+        CheckConstraint("checkpoint_count >= 0", name="count_not_negative"),
+    )
+
+
+class CheckpointRecord(Base):
+    """One checkpoint; its public id is ``f"{session_id}:{seq}"``."""
+
+    __tablename__ = "checkpoints"
+
+    session_id: Mapped[str] = mapped_column(
         String(MAX_NAME_LENGTH),
         ForeignKey("sessions.id", ondelete="CASCADE"),
         primary_key=True,
-    ),
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
-    Column("name", String(MAX_NAME_LENGTH), nullable=False),
-    Column("created_at", UTCDateTime(), nullable=False),
-    Column("data", JSONDocument(), nullable=False),
-    Column("metadata", JSONDocument(), nullable=False),
+    )
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
+    created_at: Mapped[datetime]
+    data: Mapped[dict[str, Any]]
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata")
     # Revision 0002: pinned rows survive compaction, the cap and expiry.
-    Column("pinned", Boolean, nullable=False, server_default=false()),
+    pinned: Mapped[bool] = mapped_column(Boolean, server_default=false())
     # Revision 0002: UTF-8 bytes of the data JSON plus the metadata JSON.
-    Column("payload_bytes", Integer, nullable=False, server_default=text("0")),
+    payload_bytes: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     # Revision 0004: the seq of the checkpoint this one was created from (same
     # session); it may name a checkpoint deleted since. Lookups walk links
     # upwards through the primary key, so no index.
-    Column("parent_seq", BigInteger),
-    CheckConstraint("seq > 0", name="seq_positive"),
-    # get_by_name / get_latest(name): newest of a name without a scan.
-    Index(None, "session_id", "name", "seq"),
-    # get_since / get_between: a range of one session's times.
-    Index(None, "session_id", "created_at"),
-)
+    parent_seq: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        CheckConstraint("seq > 0", name="seq_positive"),
+        # get_by_name / get_latest(name): newest of a name without a scan.
+        Index(None, "session_id", "name", "seq"),
+        # get_since / get_between: a range of one session's times.
+        Index(None, "session_id", "created_at"),
+    )
+
+
+sessions_table = cast(Table, SessionRecord.__table__)
+checkpoints_table = cast(Table, CheckpointRecord.__table__)
+
+# Every table of the schema, with the naming convention for their constraints.
+metadata = Base.metadata
