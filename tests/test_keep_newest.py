@@ -5,12 +5,22 @@ Every test runs on both backends and through the sync and the asyncio API.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_tree import any_store  # noqa: F401  (the fixture: both backends, both APIs)
+from async_facade import STORE_FLAVOURS
 
 from checkpointdb import InvalidDataError
+
+
+@pytest.fixture(params=list(STORE_FLAVOURS))
+def any_store(request: pytest.FixtureRequest, backend_url: str) -> Iterator[Any]:
+    store = STORE_FLAVOURS[request.param](backend_url)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def _unbounded(store: Any, session: str = "s") -> Any:
