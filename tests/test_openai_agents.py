@@ -336,8 +336,11 @@ def test_bad_arguments_are_refused_with_their_value(backend_url: str) -> None:
         pytest.raises(CheckpointDBError, match="must be an AsyncCheckpointStore"),
     ):
         CheckpointDBSession("chat", sync_store)  # type: ignore[arg-type]
-    with pytest.raises(InvalidDataError, match="session_settings"):
+    with pytest.raises(InvalidDataError, match="session_settings") as refused:
         CheckpointDBSession("chat", backend_url, session_settings={"limit": "many"})
+    assert "\n" not in str(refused.value) and "limit: " in str(refused.value)
+    with pytest.raises(InvalidDataError, match="unknown field\\(s\\) 'limt'"):
+        CheckpointDBSession("chat", backend_url, session_settings={"limt": 3})
     with pytest.raises(InvalidDataError, match="session_settings"):
         CheckpointDBSession("chat", backend_url, session_settings=5)  # type: ignore[arg-type]
 

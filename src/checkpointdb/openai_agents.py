@@ -17,6 +17,7 @@ optional ``max_items`` drops the oldest items instead.
 from __future__ import annotations
 
 import os
+from dataclasses import fields
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
@@ -53,10 +54,22 @@ def _settings(value: object) -> SessionSettings:
     if isinstance(value, SessionSettings):
         return value
     if isinstance(value, dict):
+        unknown = sorted(map(repr, set(value) - {f.name for f in fields(SessionSettings)}))
+        if unknown:
+            raise InvalidDataError(
+                f"session_settings {value!r:.80} has unknown field(s) {', '.join(unknown)}"
+            )
         try:
             return SessionSettings(**value)
         except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
-            raise InvalidDataError(f"session_settings {value!r} is not valid: {exc}") from None
+            # Pydantic explains on several lines; an error here is one line.
+            errors = getattr(exc, "errors", None)
+            reason = (
+                "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors())
+                if callable(errors)
+                else str(exc)
+            )
+            raise InvalidDataError(f"session_settings {value!r} is not valid: {reason}") from None
     raise InvalidDataError(
         f"session_settings must be a SessionSettings, a dict or None, got {value!r}"
     )
