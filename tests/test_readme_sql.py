@@ -9,12 +9,14 @@ first ```text block after it: a header of column names, a line of dashes,
 then one line per row, cells separated by ``|``. An empty cell is NULL; the
 cell ``<now>`` is a time within the last hour (the example's live session).
 The rows come from the example store that :func:`build_example` makes, which
-docs/SQL.md describes. The column tables under docs/SQL.md's "### `name`"
-headings and its index table are compared with the live schema.
+docs/SQL.md describes (the recipes of :data:`OWN_STORES` read their own). The
+column tables under docs/SQL.md's "### `name`" headings and its index table
+are compared with the live schema.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from dataclasses import dataclass
@@ -111,6 +113,58 @@ def build_example(store: CheckpointStore) -> None:
     store.manager(session).create(name, data, meta)
 
 
+# The conversation README's OpenAI Agents SDK section reads, as the SDK adds it.
+AGENTS_TURNS: list[list[dict[str, Any]]] = [
+    [{"role": "user", "content": "My name is Ana."}],
+    [
+        {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "status": "completed",
+            "content": [
+                {"type": "output_text", "text": "Nice to meet you, Ana.", "annotations": []}
+            ],
+        }
+    ],
+    [{"role": "user", "content": "What is the weather in Lisbon?"}],
+    [
+        {
+            "type": "function_call",
+            "call_id": "call_1",
+            "name": "get_weather",
+            "arguments": '{"city": "Lisbon"}',
+        },
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny, 24 C"},
+        {
+            "id": "msg_2",
+            "type": "message",
+            "role": "assistant",
+            "status": "completed",
+            "content": [
+                {"type": "output_text", "text": "Sunny and 24 C in Lisbon, Ana.", "annotations": []}
+            ],
+        },
+    ],
+]
+
+
+def build_agents_conversation(store: CheckpointStore) -> None:
+    """Session chat-42, written by an OpenAI Agents SDK session."""
+    from checkpointdb.openai_agents import CheckpointDBSession  # needs the openai-agents extra
+
+    async def fill() -> None:
+        async with CheckpointDBSession("chat-42", store.url) as session:
+            for turn in AGENTS_TURNS:
+                await session.add_items(turn)
+
+    asyncio.run(fill())
+
+
+# Recipes that read a store of their own, and what fills it.
+OWN_STORES = {"openai-agents-transcript": build_agents_conversation}
+
+
 @dataclass(frozen=True)
 class Example:
     """One marked SQL block and the result printed for it."""
@@ -204,7 +258,7 @@ def test_docs_promise_every_recipe_on_both_backends() -> None:
 def test_documented_query_returns_the_documented_rows(
     store: CheckpointStore, backend: str, example: Example
 ) -> None:
-    build_example(store)
+    OWN_STORES.get(example.recipe, build_example)(store)
     columns, rows = run_read_only(store, example.sql)
     assert columns == example.columns, f"{example}: columns"
     actual = [[shown(cell) for cell in row] for row in rows]

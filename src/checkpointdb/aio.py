@@ -489,9 +489,11 @@ class AsyncCheckpointManager(ManagerBase):
             except Exception:
                 log_callback_failure(checkpoint)
 
-    async def create_many(self, entries: Iterable[BatchEntry]) -> list[Checkpoint]:
+    async def create_many(
+        self, entries: Iterable[BatchEntry], *, keep_newest: int | None = None
+    ) -> list[Checkpoint]:
         """Create several checkpoints in one transaction (see the sync ``create_many``)."""
-        created = await self.store._perform(self._create_many(entries))
+        created = await self.store._perform(self._create_many_keeping(entries, keep_newest))
         await self._notify(created)
         return created
 

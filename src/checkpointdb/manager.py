@@ -427,6 +427,26 @@ class ManagerBase(ABC):
 
         return Operation(body, finish, write=True)
 
+    def _create_many_keeping(
+        self, entries: object, keep_newest: int | None
+    ) -> Plan[list[Checkpoint]]:
+        """``create_many``; then, in its transaction, all but the newest ``keep_newest`` go."""
+        if keep_newest is None:
+            return self._create_many(entries)
+        _check_limit(keep_newest, "keep_newest", 1, optional=False)
+        plan = self._create_many(entries)
+        if isinstance(plan, Ready):
+            return plan
+        now = datetime.now(UTC)
+        repo, session_id, keep, add = self._context().repo, self.session_id, keep_newest, plan
+
+        def body(cursor: Cursor) -> Any:
+            added = add.body(cursor)
+            repo.keep_newest(cursor, session_id, keep, now)
+            return added
+
+        return plan._replace(body=body)
+
     def _parse_batch(self, entries: object, now: datetime) -> list[NewRow]:
         """Validate every create_many entry before anything is written."""
         if isinstance(entries, str | bytes | dict) or not isinstance(entries, Iterable):
@@ -939,7 +959,9 @@ class CheckpointManager(ManagerBase):
             except Exception:
                 log_callback_failure(checkpoint)
 
-    def create_many(self, entries: Iterable[BatchEntry]) -> list[Checkpoint]:
+    def create_many(
+        self, entries: Iterable[BatchEntry], *, keep_newest: int | None = None
+    ) -> list[Checkpoint]:
         """Create several checkpoints in one transaction, in order.
 
         Every entry is validated before anything is written; the ids are
@@ -950,15 +972,20 @@ class CheckpointManager(ManagerBase):
 
         Args:
             entries: ``(name, data)`` or ``(name, data, metadata)`` tuples.
+            keep_newest: after the insert, in the same transaction, delete
+                every checkpoint older than the session's newest
+                ``keep_newest`` (an int >= 1), the first and pinned ones
+                too, unlike ``max_checkpoints``. Nothing is deleted when
+                ``entries`` is empty.
 
         Returns:
             The created checkpoints, oldest first.
 
         Raises:
-            InvalidDataError: an entry is malformed; the message names its
-                index. Nothing was written.
+            InvalidDataError: an entry is malformed (the message names its
+                index), or ``keep_newest`` is not an int >= 1. Nothing was written.
         """
-        created = perform(self._create_many(entries), self._db)
+        created = perform(self._create_many_keeping(entries, keep_newest), self._db)
         self._notify(created)
         return created
 

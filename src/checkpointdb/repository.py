@@ -522,6 +522,11 @@ class Repository:
         self._cap = self._compile(
             delete(checkpoints_table).where(_cap_victims()).returning(*removed)
         )
+        self._keep_newest = self._compile(
+            delete(checkpoints_table)
+            .where(_cp.session_id == session, _cp.seq < _recent_cutoff())
+            .returning(*removed)
+        )
         self._pinned_count = self._compile(
             select(func.count()).where(_cp.session_id == session, _cp.pinned)
         )
@@ -835,6 +840,17 @@ class Repository:
         if excess <= 0:
             return []
         self._run(cursor, self._cap, {"session_id": session_id, "excess": excess})
+        return self._account(cursor, session_id, now, cursor)
+
+    def keep_newest(
+        self, cursor: Cursor, session_id: str, keep: int, now: datetime
+    ) -> list[Removed]:
+        """Delete every row older than the newest ``keep`` rows (the first and pinned too)."""
+        self._run(
+            cursor,
+            self._keep_newest,
+            {"session_id": session_id, "keep_recent": keep, "no_cutoff": _NO_CUTOFF},
+        )
         return self._account(cursor, session_id, now, cursor)
 
     def clear(self, cursor: Cursor, session_id: str, now: datetime) -> list[Removed]:
