@@ -28,6 +28,7 @@ saver on its :class:`~checkpointdb.aengine.AsyncDatabase`.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 import time
@@ -72,13 +73,31 @@ PRUNE_STRATEGIES = ("keep_latest", "delete")
 
 _PARAM = re.compile(r"(?<!:):(\w+)")
 
-_SELECT = """
+_COLUMNS = """
 SELECT m.checkpoint_ns, m.checkpoint_id, c.seq, c.data, c.metadata, p.checkpoint_id,
-       m.session_id
+       m.session_id"""
+_FROM = """
 FROM langgraph_checkpoints AS m
 JOIN checkpoints AS c ON c.session_id = m.session_id AND c.seq = m.seq
 LEFT JOIN langgraph_checkpoints AS p ON p.session_id = c.session_id AND p.seq = c.parent_seq
 """
+_SELECT = _COLUMNS + _FROM
+# SQLite: the channel values and pending writes come in the same row, as JSON
+# arrays holding each value's bytes in hex (only on the way out: they are
+# stored as BLOBs), so a read is one statement and needs no snapshot.
+_SELECT_INLINE = (
+    _COLUMNS
+    + """,
+       (SELECT json_group_array(json_array(b.channel, b.type, hex(b.value)))
+        FROM json_each(c.data, '$.channel_versions') AS v
+        CROSS JOIN langgraph_blobs AS b
+        WHERE b.session_id = m.session_id AND b.checkpoint_ns = m.checkpoint_ns
+        AND b.channel = v.key AND b.version = CAST(v.value AS TEXT) AND b.type <> 'empty'),
+       (SELECT json_group_array(json_array(w.task_path, w.task_id, w.idx, w.channel, w.type,
+                                           hex(w.value)))
+        FROM langgraph_writes AS w WHERE w.session_id = m.session_id AND w.seq = m.seq)"""
+    + _FROM
+)
 
 
 class _Statements:
@@ -92,19 +111,20 @@ class _Statements:
             return text.strip() if sqlite else _PARAM.sub(r"%(\1)s", text.strip())
 
         self.sql = sql
+        self.select = select = _SELECT_INLINE if sqlite else _SELECT
         self.by_id = sql(
-            _SELECT + "WHERE m.session_id = :thread AND m.checkpoint_ns = :ns "
+            select + "WHERE m.session_id = :thread AND m.checkpoint_ns = :ns "
             "AND m.checkpoint_id = :id"
         )
         self.latest = sql(
-            _SELECT + "WHERE m.session_id = :thread AND m.checkpoint_ns = :ns "
+            select + "WHERE m.session_id = :thread AND m.checkpoint_ns = :ns "
             "ORDER BY m.checkpoint_id DESC LIMIT 1"
         )
-        versions = "json_each(:versions)" if sqlite else "jsonb_each_text(CAST(:versions AS JSONB))"
+        # PostgreSQL reads a checkpoint's values and writes with these.
         self.values = sql(
-            f"SELECT b.channel, b.type, b.value FROM {versions} AS v "
-            "JOIN langgraph_blobs AS b ON b.session_id = :thread AND b.checkpoint_ns = :ns "
-            "AND b.channel = v.key AND b.version = v.value"
+            "SELECT b.channel, b.type, b.value FROM jsonb_each_text(CAST(:versions AS JSONB)) "
+            "AS v JOIN langgraph_blobs AS b ON b.session_id = :thread "
+            "AND b.checkpoint_ns = :ns AND b.channel = v.key AND b.version = v.value"
         )
         self.writes = sql(
             "SELECT task_id, channel, type, value FROM langgraph_writes "
@@ -243,7 +263,7 @@ class _Statements:
                 # Containment: what PostgreSQL's own LangGraph saver means by filter.
                 params["filter"] = dumps_jsonb(dict(keys))
                 where.append("c.metadata @> CAST(:filter AS JSONB)")
-        text = _SELECT + ("WHERE " + " AND ".join(where) if where else "")
+        text = self.select + ("WHERE " + " AND ".join(where) if where else "")
         text += " ORDER BY m.checkpoint_id DESC LIMIT :limit"
         return self.sql(text), params
 
@@ -298,22 +318,32 @@ class _Plans:
     # -- reads ----------------------------------------------------------------
 
     def _tuple(self, cursor: Cursor, row: Sequence[Any]) -> CheckpointTuple:
-        ns, checkpoint_id, seq, data, meta, parent_id, thread = row
+        ns, checkpoint_id, seq, data, meta, parent_id, thread, *inline = row
         data = decode_json(data)
-        versions = {channel: str(v) for channel, v in data["channel_versions"].items()}
+        loads = self.serde.loads_typed
         values: dict[str, Any] = {}
-        if versions:
-            cursor.execute(
-                self._sql.values, {"versions": dumps_json(versions), "thread": thread, "ns": ns}
-            )
-            for channel, type_, value in cursor.fetchall():
-                if type_ != "empty":
-                    values[channel] = self.serde.loads_typed((type_, bytes(value)))
-        cursor.execute(self._sql.writes, {"thread": thread, "seq": seq})
-        writes = [
-            (task_id, channel, self.serde.loads_typed((type_, bytes(value))))
-            for task_id, channel, type_, value in cursor.fetchall()
-        ]
+        if inline:
+            for channel, type_, value in json.loads(inline[0]):
+                values[channel] = loads((type_, bytes.fromhex(value)))
+            writes = [
+                (task_id, channel, loads((type_, bytes.fromhex(value))))
+                for _path, task_id, _idx, channel, type_, value in sorted(json.loads(inline[1]))
+            ]
+        else:
+            versions = {channel: str(v) for channel, v in data["channel_versions"].items()}
+            if versions:
+                cursor.execute(
+                    self._sql.values,
+                    {"versions": dumps_json(versions), "thread": thread, "ns": ns},
+                )
+                for channel, type_, value in cursor.fetchall():
+                    if type_ != "empty":
+                        values[channel] = loads((type_, bytes(value)))
+            cursor.execute(self._sql.writes, {"thread": thread, "seq": seq})
+            writes = [
+                (task_id, channel, loads((type_, bytes(value))))
+                for task_id, channel, type_, value in cursor.fetchall()
+            ]
         checkpoint = cast(Checkpoint, {**data, "channel_values": values})
         return CheckpointTuple(
             config=_config(thread, ns, checkpoint_id),
@@ -336,7 +366,7 @@ class _Plans:
             row = cursor.fetchone()
             return None if row is None else self._tuple(cursor, row)
 
-        return Operation(body, unchanged, snapshot=True)
+        return Operation(body, unchanged, snapshot=not self._sqlite)
 
     def _list(
         self,
@@ -367,7 +397,7 @@ class _Plans:
             cursor.execute(statement, params)
             return [self._tuple(cursor, row) for row in cursor.fetchall()]
 
-        return Operation(body, unchanged, snapshot=True)
+        return Operation(body, unchanged, snapshot=not self._sqlite)
 
     # -- writes ---------------------------------------------------------------
 

@@ -136,6 +136,8 @@ class LangGraphCheckpointRecord(Base):
         ),
         # get_tuple by id, the latest of a namespace, list newest first.
         UniqueConstraint("session_id", "checkpoint_ns", "checkpoint_id"),
+        # SQLite: the primary key is the table's only B-tree (fewer pages per put).
+        {"sqlite_with_rowid": False},
     )
 
 
@@ -159,6 +161,7 @@ class LangGraphWriteRecord(Base):
             ["checkpoints.session_id", "checkpoints.seq"],
             ondelete="CASCADE",
         ),
+        {"sqlite_with_rowid": False},
     )
 
 
@@ -177,6 +180,8 @@ class LangGraphBlobRecord(Base):
     version: Mapped[str] = mapped_column(Text, primary_key=True)
     type: Mapped[str] = mapped_column(Text)
     value: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
 
 sessions_table = cast(Table, SessionRecord.__table__)
