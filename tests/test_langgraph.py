@@ -86,7 +86,8 @@ def test_an_unchanged_channel_is_stored_once_as_binary(store: CheckpointStore) -
         kinds = _rows(
             store,
             "SELECT data_type FROM information_schema.columns "
-            "WHERE table_name = 'langgraph_blobs' AND column_name = 'value'",
+            "WHERE table_schema = current_schema() AND table_name = 'langgraph_blobs' "
+            "AND column_name = 'value'",
         )
         assert kinds == [("bytea",)]
 
