@@ -47,6 +47,8 @@ PROMISED_RECIPES = {
 
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
 MARKER = re.compile(r"<!--\s*sql-example:\s*([\w-]+)((?:\s+\w+)+)\s*-->\s*$")
+# Queries on a LangGraph thread: tests/test_langgraph_readme.py runs them.
+LANGGRAPH_MARKER = re.compile(r"<!--\s*langgraph-sql-example:\s*([\w-]+)\s*-->\s*$")
 NOW = "<now>"
 SECTION = re.compile(r"^### `(\w+)`\n(.*?)(?=^#|\Z)", re.DOTALL | re.MULTILINE)
 FIRST_CELL = re.compile(r"^\| `(\w+)` \|", re.MULTILINE)
@@ -203,6 +205,8 @@ def examples_in(document: Path) -> list[Example]:
         line = text.count("\n", 0, block.start()) + 1
         where = f"{document.name}:{line}"
         before = text[: block.start()].rstrip().splitlines()
+        if before and LANGGRAPH_MARKER.match(before[-1].strip()):
+            continue
         marker = MARKER.match(before[-1].strip()) if before else None
         assert marker, f"{where}: a ```sql block needs <!-- sql-example: NAME BACKENDS --> above"
         backends = tuple(marker.group(2).split())
@@ -286,6 +290,7 @@ def test_the_documented_schema_is_the_schema(backend_url: str) -> None:
             for table in tables:
                 constraints |= {fk["name"] for fk in inspector.get_foreign_keys(table)}
                 constraints |= {ck["name"] for ck in inspector.get_check_constraints(table)}
+                constraints |= {uq["name"] for uq in inspector.get_unique_constraints(table)}
     finally:
         db.dispose()
     index_table = text.split("### Constraints and indexes", 1)[1].split("\n#", 1)[0]

@@ -16,12 +16,15 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
+    UniqueConstraint,
     false,
     text,
 )
@@ -110,8 +113,82 @@ class CheckpointRecord(Base):
     )
 
 
+class LangGraphCheckpointRecord(Base):
+    """Revision 0005: a LangGraph checkpoint's namespace and id, for one checkpoints row.
+
+    A LangGraph thread is a session; each of its checkpoints is a checkpoints
+    row (its channel values in langgraph_blobs, its pending writes in
+    langgraph_writes), found by (thread, namespace, LangGraph id) here.
+    """
+
+    __tablename__ = "langgraph_checkpoints"
+
+    session_id: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    checkpoint_ns: Mapped[str] = mapped_column(Text)
+    checkpoint_id: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["session_id", "seq"],
+            ["checkpoints.session_id", "checkpoints.seq"],
+            ondelete="CASCADE",
+        ),
+        # get_tuple by id, the latest of a namespace, list newest first.
+        UniqueConstraint("session_id", "checkpoint_ns", "checkpoint_id"),
+        # SQLite: the primary key is the table's only B-tree (fewer pages per put).
+        {"sqlite_with_rowid": False},
+    )
+
+
+class LangGraphWriteRecord(Base):
+    """Revision 0005: one pending write of a LangGraph checkpoint, the serializer's bytes."""
+
+    __tablename__ = "langgraph_writes"
+
+    session_id: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    task_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    channel: Mapped[str] = mapped_column(Text)
+    type: Mapped[str | None] = mapped_column(Text)
+    value: Mapped[bytes | None] = mapped_column(LargeBinary)
+    task_path: Mapped[str] = mapped_column(Text, server_default=text("''"))
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["session_id", "seq"],
+            ["checkpoints.session_id", "checkpoints.seq"],
+            ondelete="CASCADE",
+        ),
+        {"sqlite_with_rowid": False},
+    )
+
+
+class LangGraphBlobRecord(Base):
+    """Revision 0005: one channel's value at one version, stored once per thread and namespace."""
+
+    __tablename__ = "langgraph_blobs"
+
+    session_id: Mapped[str] = mapped_column(
+        String(MAX_NAME_LENGTH),
+        ForeignKey("sessions.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    checkpoint_ns: Mapped[str] = mapped_column(Text, primary_key=True)
+    channel: Mapped[str] = mapped_column(Text, primary_key=True)
+    version: Mapped[str] = mapped_column(Text, primary_key=True)
+    type: Mapped[str] = mapped_column(Text)
+    value: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+
 sessions_table = cast(Table, SessionRecord.__table__)
 checkpoints_table = cast(Table, CheckpointRecord.__table__)
+langgraph_checkpoints_table = cast(Table, LangGraphCheckpointRecord.__table__)
+langgraph_writes_table = cast(Table, LangGraphWriteRecord.__table__)
+langgraph_blobs_table = cast(Table, LangGraphBlobRecord.__table__)
 
 # Every table of the schema, with the naming convention for their constraints.
 metadata = Base.metadata
