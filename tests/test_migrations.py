@@ -341,7 +341,14 @@ def test_offline_upgrade_sql_builds_the_schema_online_upgrade_builds(
         db.dispose()
     _apply_script(offline, _offline_sql(offline, "head"))
     expected = _schema(online)
-    assert set(expected["tables"]) == {"alembic_version", "sessions", "checkpoints"}
+    assert set(expected["tables"]) == {
+        "alembic_version",
+        "sessions",
+        "checkpoints",
+        "langgraph_checkpoints",
+        "langgraph_writes",
+        "langgraph_blobs",
+    }
     assert set(expected["views"]) == {"checkpoint_view", "session_view"}
     assert expected["version"] == head_revision()
     assert _schema(offline) == expected
