@@ -8,7 +8,7 @@ naming the recipe and the backends it runs on. Its expected result is the
 first ```text block after it: a header of column names, a line of dashes,
 then one line per row, cells separated by ``|``. An empty cell is NULL; the
 cell ``<now>`` is a time within the last hour (the example's live session).
-The rows come from the example store that :func:`build_example` makes, which
+The rows come from the example store that examples/docs_store.py builds, which
 docs/SQL.md describes (the recipes of :data:`OWN_STORES` read their own). The
 column tables under docs/SQL.md's "### `name`" headings and its index table
 are compared with the live schema.
@@ -17,12 +17,14 @@ are compared with the live schema.
 from __future__ import annotations
 
 import asyncio
-import json
+import importlib.util
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -53,66 +55,18 @@ NOW = "<now>"
 SECTION = re.compile(r"^### `(\w+)`\n(.*?)(?=^#|\Z)", re.DOTALL | re.MULTILINE)
 FIRST_CELL = re.compile(r"^\| `(\w+)` \|", re.MULTILINE)
 
-# The example store: (session, name, timestamp, data, metadata), imported with
-# these timestamps; agent-3 is written live, so its times are <now>.
-EXAMPLE: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = [
-    (
-        "agent-1",
-        "task_started",
-        "2026-01-05T09:00:00+00:00",
-        {"goal": "write the report", "retries": 0},
-        {"run": "r1", "agent": {"role": "planner"}},
-    ),
-    (
-        "agent-1",
-        "tool_done",
-        "2026-01-05T09:20:00+00:00",
-        {"tool": "search", "retries": 1},
-        {"run": "r1", "agent": {"role": "coder"}},
-    ),
-    (
-        "agent-1",
-        "tool_done",
-        "2026-01-05T09:40:00+00:00",
-        {"tool": "fetch", "retries": 4},
-        {"run": "r1", "agent": {"role": "coder"}},
-    ),
-    (
-        "agent-1",
-        "tool_done",
-        "2026-01-05T10:10:00+00:00",
-        {"tool": "search", "retries": 0, "notes": "x" * 200},
-        {"run": "r1", "agent": {"role": "coder"}},
-    ),
-    (
-        "agent-2",
-        "task_started",
-        "2026-01-05T09:05:00+00:00",
-        {"goal": "triage the inbox", "retries": 0},
-        {"run": "r2", "agent": {"role": "planner"}},
-    ),
-    (
-        "agent-2",
-        "error",
-        "2026-01-05T10:30:00+00:00",
-        {"tool": "fetch", "retries": 5, "error": "timeout"},
-        {"run": "r2", "agent": {"role": "coder"}},
-    ),
-]
-LIVE = ("agent-3", "task_started", {"goal": "daily digest", "retries": 0}, {"run": "r3"})
+
+def _load_docs_store() -> ModuleType:
+    """examples/docs_store.py, which builds the store every documented result comes from."""
+    path = REPO_ROOT / "examples" / "docs_store.py"
+    spec = importlib.util.spec_from_file_location("docs_store", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def build_example(store: CheckpointStore) -> None:
-    """The store every documented result comes from."""
-    for session in ("agent-1", "agent-2"):
-        entries = [
-            {"id": f"import:{i}", "name": name, "timestamp": ts, "data": data, "metadata": meta}
-            for i, (sid, name, ts, data, meta) in enumerate(EXAMPLE)
-            if sid == session
-        ]
-        store.manager(session).import_checkpoints(json.dumps(entries))
-    session, name, data, meta = LIVE
-    store.manager(session).create(name, data, meta)
+build_example: Callable[[CheckpointStore], None] = _load_docs_store().build_example
 
 
 # The conversation README's OpenAI Agents SDK section reads, as the SDK adds it.

@@ -35,18 +35,26 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from datetime import datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast, overload
 
 from sqlalchemy.engine import URL
 
-from .checkpoint import STORED, Checkpoint, JSONDict, KeepRecent, Limit, SessionInfo
+from .checkpoint import STORED, Checkpoint, DataT, JSONDict, KeepRecent, Limit, SessionInfo
 from .engine import DEFAULT_SETTINGS, Database, describe, resolve_url
 from .errors import CheckpointDBError, StoreClosedError
 from .manager import (
@@ -54,7 +62,9 @@ from .manager import (
     FIRST_PAGE_BEFORE,
     BatchEntry,
     CompactionReport,
+    Keep,
     ManagerBase,
+    StateInput,
     export_json,
     log_callback_failure,
     next_page,
@@ -66,8 +76,9 @@ from .store import ExpiryReport, StoreBase, VacuumReport, backup_sqlite, open_da
 from .validate import DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAYLOAD_BYTES
 
 T = TypeVar("T")
+M = TypeVar("M")
 
-AsyncCheckpointCallback = Callable[[Checkpoint], Awaitable[None] | None]
+AsyncCheckpointCallback = Callable[[Checkpoint[DataT]], Awaitable[None] | None]
 
 # Worker threads per store. SQLite has one writer at a time: its writes go
 # to one thread of their own, in order, and never meet each other in
@@ -317,6 +328,7 @@ class AsyncCheckpointStore(StoreBase):
 
     # -- managers and sessions ------------------------------------------------
 
+    @overload
     def manager(
         self,
         session_id: str,
@@ -324,10 +336,49 @@ class AsyncCheckpointStore(StoreBase):
         compress_after: Limit = STORED,
         *,
         keep_recent: KeepRecent = STORED,
-    ) -> AsyncCheckpointManager:
-        """An :class:`AsyncCheckpointManager` for one session of this store (no I/O)."""
+        keep: Keep = None,
+        strict: bool = False,
+        model: None = None,
+    ) -> AsyncCheckpointManager[JSONDict]: ...
+
+    @overload
+    def manager(
+        self,
+        session_id: str,
+        max_checkpoints: Limit = STORED,
+        compress_after: Limit = STORED,
+        *,
+        keep_recent: KeepRecent = STORED,
+        keep: Keep = None,
+        strict: bool = False,
+        model: type[M],
+    ) -> AsyncCheckpointManager[M]: ...
+
+    def manager(
+        self,
+        session_id: str,
+        max_checkpoints: Limit = STORED,
+        compress_after: Limit = STORED,
+        *,
+        keep_recent: KeepRecent = STORED,
+        keep: Keep = None,
+        strict: bool = False,
+        model: type[Any] | None = None,
+    ) -> AsyncCheckpointManager[Any]:
+        """An :class:`AsyncCheckpointManager` for one session of this store (no I/O).
+
+        The arguments, and the defaults' retention, are those of
+        :meth:`CheckpointStore.manager <checkpointdb.CheckpointStore.manager>`.
+        """
         return AsyncCheckpointManager(
-            session_id, max_checkpoints, compress_after, keep_recent=keep_recent, store=self
+            session_id,
+            max_checkpoints,
+            compress_after,
+            keep_recent=keep_recent,
+            store=self,
+            keep=keep,
+            strict=strict,
+            model=model,
         )
 
     async def sessions(self) -> list[SessionInfo]:
@@ -420,7 +471,7 @@ class AsyncCheckpointStore(StoreBase):
         await self.close()
 
 
-class AsyncCheckpointManager(ManagerBase):
+class AsyncCheckpointManager(ManagerBase[DataT]):
     """Checkpoints of one agent session, for asyncio code.
 
     :class:`~checkpointdb.CheckpointManager`'s methods and semantics, as
@@ -431,12 +482,54 @@ class AsyncCheckpointManager(ManagerBase):
     leaves that call's writes whole or not at all.
 
     Args:
-        session_id, max_checkpoints, compress_after, keep_recent:
+        session_id, max_checkpoints, compress_after, keep_recent, keep, strict, model:
             as for :class:`~checkpointdb.CheckpointManager`.
         store: the open :class:`AsyncCheckpointStore` to use (required).
     """
 
     store: AsyncCheckpointStore
+
+    @overload
+    def __init__(
+        self: AsyncCheckpointManager[JSONDict],
+        session_id: str,
+        max_checkpoints: Limit = STORED,
+        compress_after: Limit = STORED,
+        *,
+        keep_recent: KeepRecent = STORED,
+        store: AsyncCheckpointStore,
+        keep: Keep = None,
+        strict: bool = False,
+        model: None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: AsyncCheckpointManager[M],
+        session_id: str,
+        max_checkpoints: Limit = STORED,
+        compress_after: Limit = STORED,
+        *,
+        keep_recent: KeepRecent = STORED,
+        store: AsyncCheckpointStore,
+        keep: Keep = None,
+        strict: bool = False,
+        model: type[M],
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: AsyncCheckpointManager[Any],
+        session_id: str,
+        max_checkpoints: Limit = STORED,
+        compress_after: Limit = STORED,
+        *,
+        keep_recent: KeepRecent = STORED,
+        store: AsyncCheckpointStore,
+        keep: Keep = None,
+        strict: bool = False,
+        model: type[Any] | None = None,
+    ) -> None: ...
 
     def __init__(
         self,
@@ -446,10 +539,15 @@ class AsyncCheckpointManager(ManagerBase):
         *,
         keep_recent: KeepRecent = STORED,
         store: AsyncCheckpointStore,
+        keep: Keep = None,
+        strict: bool = False,
+        model: type[Any] | None = None,
     ) -> None:
-        super().__init__(session_id, max_checkpoints, compress_after, keep_recent)
+        super().__init__(
+            session_id, max_checkpoints, compress_after, keep_recent, keep, strict, model
+        )
         self.store = store
-        self._on_checkpoint: AsyncCheckpointCallback | None = None
+        self._on_checkpoint: AsyncCheckpointCallback[DataT] | None = None
 
     def _context(self) -> Context:
         return self.store.context()
@@ -462,12 +560,12 @@ class AsyncCheckpointManager(ManagerBase):
     async def create(
         self,
         name: str,
-        data: JSONDict,
-        metadata: JSONDict | None = None,
+        data: StateInput | DataT,
+        metadata: Mapping[str, Any] | None = None,
         *,
         pin: bool = False,
         parent: str | None = None,
-    ) -> Checkpoint:
+    ) -> Checkpoint[DataT]:
         """Create a checkpoint; it is committed when this returns.
 
         See :meth:`CheckpointManager.create`. The on_checkpoint callback runs
@@ -477,7 +575,7 @@ class AsyncCheckpointManager(ManagerBase):
         await self._notify([checkpoint])
         return checkpoint
 
-    async def _notify(self, checkpoints: list[Checkpoint]) -> None:
+    async def _notify(self, checkpoints: list[Checkpoint[DataT]]) -> None:
         callback = self._on_checkpoint
         if callback is None:
             return
@@ -491,19 +589,19 @@ class AsyncCheckpointManager(ManagerBase):
 
     async def create_many(
         self, entries: Iterable[BatchEntry], *, keep_newest: int | None = None
-    ) -> list[Checkpoint]:
+    ) -> list[Checkpoint[DataT]]:
         """Create several checkpoints in one transaction (see the sync ``create_many``)."""
         created = await self.store._perform(self._create_many_keeping(entries, keep_newest))
         await self._notify(created)
         return created
 
     async def delete(self, checkpoint_id: str) -> bool:
-        """Delete one checkpoint; False if there is no such live checkpoint."""
-        return await self.store._perform(self._delete(checkpoint_id))
+        """Delete one checkpoint; False if there is no such live checkpoint (strict: raise)."""
+        return self._done(await self.store._perform(self._delete(checkpoint_id)), checkpoint_id)
 
-    async def pop(self) -> Checkpoint | None:
+    async def pop(self) -> Checkpoint[DataT] | None:
         """Delete the newest checkpoint and return it (None if the session is empty)."""
-        return await self.store._perform(self._pop())
+        return self._maybe(await self.store._perform(self._pop()))
 
     async def truncate_after(self, checkpoint_id: str) -> int:
         """Delete every checkpoint newer than this one; the count (see the sync API)."""
@@ -511,10 +609,14 @@ class AsyncCheckpointManager(ManagerBase):
 
     async def fork(
         self, checkpoint_id: str, new_session_id: str, *, history: str = "lineage"
-    ) -> AsyncCheckpointManager:
+    ) -> AsyncCheckpointManager[DataT]:
         """Start a new session from a checkpoint; see :meth:`CheckpointManager.fork`."""
         new_id = await self.store._perform(self._fork(checkpoint_id, new_session_id, history))
-        return self.store.manager(new_id)
+        # model None gives AsyncCheckpointManager[JSONDict], which DataT then is.
+        return cast(
+            AsyncCheckpointManager[DataT],
+            self.store.manager(new_id, strict=self.strict, model=self.model),
+        )
 
     async def set_session_metadata(self, metadata: JSONDict) -> None:
         """Replace the session's own metadata (``await store.session(sid)`` shows it)."""
@@ -536,68 +638,84 @@ class AsyncCheckpointManager(ManagerBase):
 
     async def pin(self, checkpoint_id: str) -> bool:
         """Pin a checkpoint against compaction, the cap and expiry; False if no such id."""
-        return await self.store._perform(self._set_pinned(checkpoint_id, True))
+        done = await self.store._perform(self._set_pinned(checkpoint_id, True))
+        return self._done(done, checkpoint_id)
 
     async def unpin(self, checkpoint_id: str) -> bool:
         """Let retention delete a pinned checkpoint again; False if there is no such id."""
-        return await self.store._perform(self._set_pinned(checkpoint_id, False))
+        done = await self.store._perform(self._set_pinned(checkpoint_id, False))
+        return self._done(done, checkpoint_id)
 
     # -- reading ----------------------------------------------------------------
 
-    async def get(self, checkpoint_id: str) -> Checkpoint | None:
-        """The checkpoint with this id, or None (unknown, malformed or another session's)."""
-        return await self.store._perform(self._get(checkpoint_id))
+    async def get(self, checkpoint_id: str) -> Checkpoint[DataT] | None:
+        """The checkpoint with this id, or None (unknown, malformed or another session's).
 
-    async def get_by_name(self, name: str, limit: int | None = None) -> list[Checkpoint]:
+        Raises:
+            NotFoundError: instead of returning None, if the manager is strict.
+        """
+        return self._by_id(await self.store._perform(self._get(checkpoint_id)), checkpoint_id)
+
+    async def get_by_name(self, name: str, limit: int | None = None) -> list[Checkpoint[DataT]]:
         """Checkpoints with this name, newest first (at most ``limit``)."""
-        return await self.store._perform(self._by_name(name, limit))
+        return self._typed_list(await self.store._perform(self._by_name(name, limit)))
 
-    async def get_latest(self, name: str | None = None) -> Checkpoint | None:
+    async def get_latest(self, name: str | None = None) -> Checkpoint[DataT] | None:
         """The newest checkpoint, or the newest with ``name``; None if there is none."""
-        return await self.store._perform(self._latest(name))
+        return self._maybe(await self.store._perform(self._latest(name)))
 
-    async def get_all(self) -> list[Checkpoint]:
+    async def resume(self, default: DataT) -> DataT:
+        """The newest checkpoint's data, or ``default``: ``state = await mgr.resume({...})``."""
+        return self._resume(await self.get_latest(), default)
+
+    async def get_all(self) -> list[Checkpoint[DataT]]:
         """Every live checkpoint, oldest first. For large sessions iterate instead."""
         return [checkpoint async for checkpoint in self]
 
-    async def get_recent(self, n: int) -> list[Checkpoint]:
+    async def get_recent(self, n: int) -> list[Checkpoint[DataT]]:
         """The newest ``n`` checkpoints, oldest first."""
-        return await self.store._perform(self._recent(n))
+        return self._typed_list(await self.store._perform(self._recent(n)))
 
-    async def lineage(self, checkpoint_id: str) -> list[Checkpoint]:
+    async def lineage(self, checkpoint_id: str) -> list[Checkpoint[DataT]]:
         """The checkpoint and its live ancestors, oldest first (see the sync ``lineage``)."""
-        return await self.store._perform(self._lineage(checkpoint_id))
+        found = await self.store._perform(self._lineage(checkpoint_id))
+        self._done(bool(found), checkpoint_id)
+        return self._typed_list(found)
 
     async def diff(self, a_id: str, b_id: str) -> list[dict[str, Any]]:
         """The RFC 6902 JSON Patch that turns checkpoint a's data into b's."""
         return await self.store._perform(self._diff(a_id, b_id))
 
-    async def iter_newest_first(self) -> AsyncIterator[Checkpoint]:
+    async def iter_newest_first(self) -> AsyncIterator[Checkpoint[DataT]]:
         """Stream the session's checkpoints newest first, a page at a time."""
         before: int | None = FIRST_PAGE_BEFORE
         while before is not None:
             page = await self.store._perform(self._page_desc(before))
-            for checkpoint in page:
+            for checkpoint in self._typed_list(page):
                 yield checkpoint
             before = next_page(page)
 
-    async def get_since(self, timestamp: datetime) -> list[Checkpoint]:
+    async def get_since(self, timestamp: datetime) -> list[Checkpoint[DataT]]:
         """Checkpoints created strictly after ``timestamp`` (aware), in creation order."""
-        return await self.store._perform(self._since(timestamp))
+        return self._typed_list(await self.store._perform(self._since(timestamp)))
 
-    async def get_between(self, start: datetime, end: datetime) -> list[Checkpoint]:
+    async def get_between(self, start: datetime, end: datetime) -> list[Checkpoint[DataT]]:
         """Checkpoints created in ``[start, end]`` (both aware), in creation order."""
-        return await self.store._perform(self._between(start, end))
+        return self._typed_list(await self.store._perform(self._between(start, end)))
 
-    async def rollback_to(self, checkpoint_id: str) -> JSONDict | None:
-        """The data to restore the agent to a checkpoint, or None; changes nothing."""
+    async def rollback_to(self, checkpoint_id: str) -> DataT | None:
+        """The data to restore the agent to a checkpoint, or None; changes nothing.
+
+        Raises:
+            NotFoundError: instead of returning None, if the manager is strict.
+        """
         return self._restore(await self.get(checkpoint_id), checkpoint_id)
 
     async def get_summary(self) -> dict[str, Any]:
         """Counts per name, first and last checkpoint, and the time between them."""
         return await self.store._perform(self._summary())
 
-    def on_checkpoint(self, callback: AsyncCheckpointCallback) -> None:
+    def on_checkpoint(self, callback: AsyncCheckpointCallback[DataT]) -> None:
         """Call ``callback(checkpoint)`` after each create, once it is committed.
 
         A coroutine function is awaited. A callback that raises is logged
@@ -609,7 +727,9 @@ class AsyncCheckpointManager(ManagerBase):
 
     async def export(self) -> str:
         """Every checkpoint as export JSON: a list of ``Checkpoint.to_dict()``, oldest first."""
-        return export_json(await self.get_all())
+        worker = self.store._worker()
+        stored = stream(worker.db, self._find(session_filters(newest_first=False)))
+        return export_json([checkpoint async for checkpoint in worker.stream(stored, PAGE_SIZE)])
 
     async def import_checkpoints(self, json_data: str) -> int:
         """Import checkpoints from :meth:`export` JSON, all or nothing.
@@ -624,19 +744,19 @@ class AsyncCheckpointManager(ManagerBase):
         """Live checkpoints (one row read): the asyncio API's ``len(mgr)``."""
         return await self.store._perform(self._count())
 
-    async def __aiter__(self) -> AsyncIterator[Checkpoint]:
+    async def __aiter__(self) -> AsyncIterator[Checkpoint[DataT]]:
         """Stream the checkpoints oldest first, a page per query (bounded memory)."""
         after: int | None = FIRST_PAGE_AFTER
         while after is not None:
             page = await self.store._perform(self._page(after))
-            for checkpoint in page:
+            for checkpoint in self._typed_list(page):
                 yield checkpoint
             after = next_page(page)
 
     # -- find -------------------------------------------------------------------
 
     @takes_filters(session_filters)
-    def find(self, query: FindQuery) -> AsyncIterator[Checkpoint]:
+    def find(self, query: FindQuery) -> AsyncIterator[Checkpoint[DataT]]:
         """Stream this session's checkpoints that match every filter (see the store's find)."""
         worker = self.store._worker()
-        return worker.stream(stream(worker.db, self._find(query)), PAGE_SIZE)
+        return worker.stream(self._typed_stream(stream(worker.db, self._find(query))), PAGE_SIZE)

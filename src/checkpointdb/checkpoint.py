@@ -10,9 +10,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Generic, Literal
+
+# typing_extensions for a TypeVar with a default (PEP 696, in typing from 3.13):
+# a bare ``Checkpoint`` is ``Checkpoint[JSONDict]``.
+from typing_extensions import TypeVar
 
 JSONDict = dict[str, Any]
+# The type of a checkpoint's data: a JSON object, or the model a typed manager reads into.
+DataT = TypeVar("DataT", default=JSONDict)
 # The largest seq a BIGINT column holds; larger ids cannot exist.
 MAX_SEQ = 2**63 - 1
 
@@ -88,14 +94,17 @@ def parse_id(checkpoint_id: object) -> tuple[str, int] | None:
 
 
 @dataclass
-class Checkpoint:
+class Checkpoint(Generic[DataT]):
     """One recovery point: a named, timestamped JSON state of a session.
+
+    ``Checkpoint`` is ``Checkpoint[dict[str, Any]]``; a manager made with
+    ``model=State`` returns ``Checkpoint[State]``, whose ``data`` is a ``State``.
 
     Attributes:
         id: ``"{session_id}:{seq}"``; seq never repeats within a session.
         name: the semantic name given at creation, e.g. ``"task_started"``.
         timestamp: when it was created, timezone-aware UTC.
-        data: the JSON state.
+        data: the JSON state (an instance of the manager's model, if it has one).
         metadata: extra JSON the caller attached.
         pinned: pinned checkpoints survive compaction, the cap and expiry.
         parent_id: the checkpoint of the same session this one was created
@@ -105,7 +114,7 @@ class Checkpoint:
     id: str
     name: str
     timestamp: datetime
-    data: JSONDict
+    data: DataT
     metadata: JSONDict = field(default_factory=dict)
     pinned: bool = False
     parent_id: str | None = None
@@ -141,7 +150,7 @@ class Checkpoint:
     @classmethod
     def from_dict(cls, data: JSONDict) -> Checkpoint:
         """Build a checkpoint from :meth:`to_dict` output (metadata and parent_id optional)."""
-        return cls(
+        return Checkpoint(
             id=data["id"],
             name=data["name"],
             timestamp=datetime.fromisoformat(data["timestamp"]),

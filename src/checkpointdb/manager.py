@@ -19,12 +19,14 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from contextlib import closing
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import IO, Any, Literal, Protocol
+from typing import IO, Any, Generic, Literal, Protocol, TypeVar, cast, overload
 
 import jsonpatch
 
@@ -32,6 +34,7 @@ from .checkpoint import (
     STORED,
     STORED_OFF,
     Checkpoint,
+    DataT,
     JSONDict,
     KeepRecent,
     Limit,
@@ -64,10 +67,13 @@ from .repository import (
     Repository,
     StoredPolicy,
 )
+from .typed import StateModel
 from .types import require_aware
 from .validate import check_identifier
 
 logger = logging.getLogger(__name__)
+
+M = TypeVar("M")
 
 
 class ContextSource(Protocol):
@@ -89,7 +95,19 @@ def use_default_store(factory: Callable[[], ContextSource]) -> None:
     global _default_store
     _default_store = factory
 
-CheckpointCallback = Callable[[Checkpoint], None]
+CheckpointCallback = Callable[[Checkpoint[DataT]], None]
+
+# What a create accepts as data: any mapping, or an instance of the manager's model.
+StateInput = Mapping[str, Any]
+
+# keep="all": no cap and no compaction, stored on the session row like any policy.
+KEEP_ALL = "all"
+Keep = Literal["all"] | None
+
+# (database, session id) of the sessions whose first retention deletion this
+# process has logged: the log says once what the defaults delete.
+_deletions_logged: set[tuple[str, str]] = set()
+_deletions_lock = threading.Lock()
 
 # An imported id keeps its seq only up to this (2**53: exact in every JSON
 # reader); a larger one would leave too few ids for later checkpoints.
@@ -101,7 +119,10 @@ FIRST_PAGE_BEFORE = 2**62
 
 
 # A create_many entry: (name, data) or (name, data, metadata).
-BatchEntry = tuple[str, JSONDict] | tuple[str, JSONDict, JSONDict | None]
+BatchEntry = (
+    tuple[str, Mapping[str, Any]]
+    | tuple[str, Mapping[str, Any], Mapping[str, Any] | None]
+)
 
 
 @dataclass(frozen=True)
@@ -192,12 +213,38 @@ def _retain(
     policy: RetentionPolicy,
     count: int,
     now: datetime,
-) -> None:
-    """Compact, then cap, as the policy says for a session of ``count`` live rows."""
+) -> int:
+    """Compact, then cap, as the policy says for a session of ``count`` live rows.
+
+    Returns:
+        How many checkpoints were deleted.
+    """
+    removed = 0
     if policy.compress_after is not None and count > policy.compress_after:
-        count -= len(repo.compact(cursor, session_id, policy.keep_recent, now))
-    if policy.max_checkpoints is not None and count > policy.max_checkpoints:
-        repo.cap(cursor, session_id, policy.max_checkpoints, now)
+        removed = len(repo.compact(cursor, session_id, policy.keep_recent, now))
+    if policy.max_checkpoints is not None and count - removed > policy.max_checkpoints:
+        removed += len(repo.cap(cursor, session_id, policy.max_checkpoints, now))
+    return removed
+
+
+def _log_first_deletion(where: str, session_id: str, removed: int, policy: RetentionPolicy) -> None:
+    """Log, once per session and process, that retention deleted checkpoints."""
+    if not removed:
+        return
+    with _deletions_lock:
+        if (where, session_id) in _deletions_logged:
+            return
+        _deletions_logged.add((where, session_id))
+    logger.info(
+        "session %s: retention deleted %d checkpoint(s) (max_checkpoints=%s, "
+        "compress_after=%s, keep_recent=%s); to keep every checkpoint, open the manager "
+        "with keep='all'. Logged once per session.",
+        session_id,
+        removed,
+        policy.max_checkpoints,
+        policy.compress_after,
+        policy.keep_recent,
+    )
 
 
 def _found(checkpoint: Checkpoint | None, checkpoint_id: str) -> Checkpoint:
@@ -218,7 +265,7 @@ def export_json(checkpoints: Iterable[Checkpoint]) -> str:
     return json.dumps([cp.to_dict() for cp in checkpoints], indent=2, ensure_ascii=False)
 
 
-def log_callback_failure(checkpoint: Checkpoint) -> None:
+def log_callback_failure(checkpoint: Checkpoint[Any]) -> None:
     """Log the exception an on_checkpoint callback raised, with its traceback."""
     logger.exception(
         "on_checkpoint callback failed for %s; the checkpoint is stored", checkpoint.id
@@ -275,12 +322,14 @@ def _summary(parts: _SummaryParts) -> dict[str, Any]:
     }
 
 
-class ManagerBase(ABC):
+class ManagerBase(ABC, Generic[DataT]):
     """The policy of one session's manager, whichever flavour of the API runs it.
 
     Each method here checks its arguments and returns a plan; it touches no
     database. The subclasses run the plans and add what differs between the
-    flavours: callbacks, iteration, and the public signatures.
+    flavours: callbacks, iteration, and the public signatures. ``DataT`` is
+    the type of the data the manager's reads return: a JSON dict, or the
+    instances of its ``model``.
     """
 
     def __init__(
@@ -289,8 +338,25 @@ class ManagerBase(ABC):
         max_checkpoints: Limit,
         compress_after: Limit,
         keep_recent: KeepRecent,
+        keep: Keep = None,
+        strict: bool = False,
+        model: type[DataT] | None = None,
     ) -> None:
         check_identifier(session_id, "session_id")
+        if keep is not None:
+            if keep != KEEP_ALL:
+                raise InvalidDataError(f"keep must be 'all' or None, got {keep!r}")
+            if max_checkpoints is not STORED or compress_after is not STORED:
+                raise InvalidDataError(
+                    "keep='all' switches max_checkpoints and compress_after off; "
+                    f"pass either, not both (got max_checkpoints={max_checkpoints!r}, "
+                    f"compress_after={compress_after!r})"
+                )
+            max_checkpoints = compress_after = None
+        if type(strict) is not bool:
+            raise InvalidDataError(f"strict must be True or False, got {strict!r}")
+        self.strict = strict
+        self._state: StateModel[DataT] | None = None if model is None else StateModel(model)
         if max_checkpoints is not STORED:
             _check_limit(max_checkpoints, "max_checkpoints", 0, optional=True)
         if compress_after is not STORED:
@@ -313,6 +379,67 @@ class ManagerBase(ABC):
         self.compress_after = policy.compress_after
         self.keep_recent = policy.keep_recent
 
+    @property
+    def model(self) -> type[DataT] | None:
+        """The class the manager's reads return the data as (None: JSON dicts)."""
+        return None if self._state is None else self._state.model
+
+    # -- typed reads and strict lookups ------------------------------------------
+
+    def _typed(self, checkpoint: Checkpoint) -> Checkpoint[DataT]:
+        """A checkpoint as this manager returns it: its data as the model, if there is one."""
+        if self._state is None:
+            return cast(Checkpoint[DataT], checkpoint)
+        return self._state.checkpoint(checkpoint)
+
+    def _typed_list(self, checkpoints: list[Checkpoint]) -> list[Checkpoint[DataT]]:
+        if self._state is None:
+            return cast(list[Checkpoint[DataT]], checkpoints)
+        return [self._state.checkpoint(checkpoint) for checkpoint in checkpoints]
+
+    def _maybe(self, checkpoint: Checkpoint | None) -> Checkpoint[DataT] | None:
+        return None if checkpoint is None else self._typed(checkpoint)
+
+    def _by_id(self, checkpoint: Checkpoint | None, checkpoint_id: str) -> Checkpoint[DataT] | None:
+        """A lookup's answer: None for an unknown id, or NotFoundError if the manager is strict."""
+        if checkpoint is None:
+            self._missing(checkpoint_id)
+            return None
+        return self._typed(checkpoint)
+
+    def _missing(self, checkpoint_id: str) -> None:
+        """Raise NotFoundError for an unknown id if this manager is strict."""
+        if self.strict:
+            raise NotFoundError(
+                f"no checkpoint {checkpoint_id!r} in session {self.session_id!r}: it was "
+                "never created, has been deleted, or belongs to another session"
+            )
+
+    def _done(self, done: bool, checkpoint_id: str) -> bool:
+        """A by-id write's answer: False for an unknown id, or NotFoundError if strict."""
+        if not done:
+            self._missing(checkpoint_id)
+        return done
+
+    def _data_in(self, data: object) -> Any:
+        """What a create validates and stores: a model instance as its JSON, else ``data``."""
+        return data if self._state is None else self._state.dump(data)
+
+    def _typed_stream(
+        self, checkpoints: Generator[Checkpoint, None, None]
+    ) -> Generator[Checkpoint[DataT], None, None]:
+        """A stream of typed checkpoints that, closed, closes the query's stream."""
+        if self._state is None:
+            return cast(Generator[Checkpoint[DataT], None, None], checkpoints)
+        return self._map_stream(checkpoints)
+
+    def _map_stream(
+        self, checkpoints: Generator[Checkpoint, None, None]
+    ) -> Generator[Checkpoint[DataT], None, None]:
+        with closing(checkpoints):
+            for checkpoint in checkpoints:
+                yield self._typed(checkpoint)
+
     def _parent_seq(self, parent: object) -> int | None:
         """The seq a ``parent=`` argument names (None: the default parent)."""
         if parent is None:
@@ -334,18 +461,18 @@ class ManagerBase(ABC):
     # -- writing ----------------------------------------------------------------
 
     def _create(
-        self, name: str, data: JSONDict, metadata: JSONDict | None, pin: bool, parent: object
-    ) -> Operation[tuple[int, int | None, RetentionPolicy], Checkpoint]:
+        self, name: str, data: object, metadata: object, pin: bool, parent: object
+    ) -> Operation[tuple[int, int | None, RetentionPolicy, int], Checkpoint[DataT]]:
         check_identifier(name, "name")
         context = self._context()
-        data_json, meta_json, size = context.encode(data, metadata)
+        data_json, meta_json, size = context.encode(self._data_in(data), metadata)
         parent_seq = self._parent_seq(parent)
         pinned = bool(pin)
         now = datetime.now(UTC)
         repo, session_id = context.repo, self.session_id
         to_store = self._policy_to_store
 
-        def body(cursor: Cursor) -> tuple[int, int | None, RetentionPolicy]:
+        def body(cursor: Cursor) -> tuple[int, int | None, RetentionPolicy, int]:
             if parent_seq is not None and not repo.exists(cursor, session_id, parent_seq):
                 raise NotFoundError(
                     f"parent {format_id(session_id, parent_seq)!r} is not a live checkpoint"
@@ -358,12 +485,13 @@ class ManagerBase(ABC):
                 repo.insert(cursor, session_id, row)
                 parent_of_row = parent_seq
             policy = RetentionPolicy.from_stored(stored)
-            _retain(repo, cursor, session_id, policy, count, now)
-            return seq, parent_of_row, policy
+            removed = _retain(repo, cursor, session_id, policy, count, now)
+            return seq, parent_of_row, policy, removed
 
-        def finish(result: tuple[int, int | None, RetentionPolicy]) -> Checkpoint:
-            seq, parent_of_row, policy = result
+        def finish(result: tuple[int, int | None, RetentionPolicy, int]) -> Checkpoint[DataT]:
+            seq, parent_of_row, policy, removed = result
             self._note_policy(policy)
+            _log_first_deletion(context.db.where, session_id, removed, policy)
             checkpoint = Checkpoint(
                 id=format_id(session_id, seq),
                 name=name,
@@ -376,20 +504,21 @@ class ManagerBase(ABC):
                 parent_id=None if parent_of_row is None else format_id(session_id, parent_of_row),
             )
             logger.debug("session %s: created checkpoint %r (#%d)", session_id, name, seq)
-            return checkpoint
+            return self._typed(checkpoint)
 
         return Operation(body, finish, write=True)
 
-    def _create_many(self, entries: object) -> Plan[list[Checkpoint]]:
+    def _create_many(self, entries: object) -> Plan[list[Checkpoint[DataT]]]:
         now = datetime.now(UTC)
         rows = self._parse_batch(entries, now)
         if not rows:
             return Ready([])
-        repo, session_id = self._context().repo, self.session_id
+        context = self._context()
+        repo, session_id = context.repo, self.session_id
         to_store = self._policy_to_store
         total = sum(row.payload_bytes for row in rows)
 
-        def body(cursor: Cursor) -> tuple[int, int | None, RetentionPolicy]:
+        def body(cursor: Cursor) -> tuple[int, int | None, RetentionPolicy, int]:
             last, count, stored = repo.allocate(
                 cursor, session_id, now, total, rows=len(rows), policy=to_store
             )
@@ -402,12 +531,15 @@ class ManagerBase(ABC):
                     row._replace(seq=first + offset, parent_seq=first + offset - 1),
                 )
             policy = RetentionPolicy.from_stored(stored)
-            _retain(repo, cursor, session_id, policy, count, now)
-            return first, parent, policy
+            removed = _retain(repo, cursor, session_id, policy, count, now)
+            return first, parent, policy, removed
 
-        def finish(result: tuple[int, int | None, RetentionPolicy]) -> list[Checkpoint]:
-            first, parent, policy = result
+        def finish(
+            result: tuple[int, int | None, RetentionPolicy, int],
+        ) -> list[Checkpoint[DataT]]:
+            first, parent, policy, removed = result
             self._note_policy(policy)
+            _log_first_deletion(context.db.where, session_id, removed, policy)
             created = []
             for offset, row in enumerate(rows):
                 seq = first + offset
@@ -423,13 +555,13 @@ class ManagerBase(ABC):
                     )
                 )
             logger.debug("session %s: created %d checkpoints", session_id, len(created))
-            return created
+            return self._typed_list(created)
 
         return Operation(body, finish, write=True)
 
     def _create_many_keeping(
         self, entries: object, keep_newest: int | None
-    ) -> Plan[list[Checkpoint]]:
+    ) -> Plan[list[Checkpoint[DataT]]]:
         """``create_many``; then, in its transaction, all but the newest ``keep_newest`` go."""
         if keep_newest is None:
             return self._create_many(entries)
@@ -463,7 +595,9 @@ class ManagerBase(ABC):
             name, data, *rest = entry
             try:
                 check_identifier(name, "name")
-                data_json, meta_json, size = self._context().encode(data, rest[0] if rest else None)
+                data_json, meta_json, size = self._context().encode(
+                    self._data_in(data), rest[0] if rest else None
+                )
             except InvalidDataError as exc:
                 raise type(exc)(f"entry {index}: {exc}") from None
             rows.append(NewRow(0, name, now, data_json, meta_json, size))
@@ -811,7 +945,7 @@ class ManagerBase(ABC):
         repo, session_id = self._context().repo, self.session_id
         return read(lambda cursor: repo.between(cursor, session_id, lower, upper))
 
-    def _restore(self, checkpoint: Checkpoint | None, checkpoint_id: str) -> JSONDict | None:
+    def _restore(self, checkpoint: Checkpoint[DataT] | None, checkpoint_id: str) -> DataT | None:
         """What rollback_to returns for the checkpoint it looked up."""
         if checkpoint is None:
             return None
@@ -822,6 +956,14 @@ class ManagerBase(ABC):
             checkpoint_id,
         )
         return checkpoint.data
+
+    def _resume(self, latest: Checkpoint[DataT] | None, default: DataT) -> DataT:
+        """What resume returns: the newest checkpoint's data, or ``default``."""
+        if latest is None:
+            logger.info("session %s: no checkpoint yet, starting from the default", self.session_id)
+            return default
+        logger.info("session %s: resuming from %r (%s)", self.session_id, latest.name, latest.id)
+        return latest.data
 
     def _summary(self) -> Operation[_SummaryParts, dict[str, Any]]:
         repo, session_id = self._context().repo, self.session_id
@@ -840,7 +982,7 @@ class ManagerBase(ABC):
         return read(lambda cursor: repo.count(cursor, session_id))
 
 
-class CheckpointManager(ManagerBase):
+class CheckpointManager(ManagerBase[DataT]):
     """Checkpoints of one agent session, stored in a :class:`CheckpointStore`.
 
     The in-memory manager's API, method for method: ``create``, ``get``, ``get_by_name``,
@@ -872,6 +1014,13 @@ class CheckpointManager(ManagerBase):
     applied (before its first write: its arguments, else the defaults);
     ``store.session(sid).policy`` shows the stored one.
 
+    The defaults delete: a session that never set a policy keeps at most 100
+    unpinned checkpoints, and once it holds more than 50, each create
+    compacts it to the first, the newest 20 and the newest of each name.
+    The first time retention deletes checkpoints of a session, the process
+    logs it at INFO. ``keep="all"`` keeps every checkpoint (no cap, no
+    compaction), stored on the session row like any policy.
+
     Args:
         session_id: the session's id (a non-empty printable string; may contain ':').
         max_checkpoints: unpinned live checkpoints kept at most (None: no cap);
@@ -882,7 +1031,62 @@ class CheckpointManager(ManagerBase):
         store: the :class:`CheckpointStore` to use; None means
             :func:`~checkpointdb.default_store`, so code written for the
             in-memory manager, ``CheckpointManager("s1")``, works unchanged.
+        keep: ``"all"`` keeps every checkpoint: ``max_checkpoints`` and
+            ``compress_after`` off (do not pass them too).
+        strict: lookups by id (``get``, ``rollback_to``, ``lineage``, ``pin``,
+            ``unpin``, ``delete``) raise :class:`NotFoundError` for an id that
+            is not a live checkpoint of the session, instead of returning
+            None, ``[]`` or False.
+        model: a dataclass or pydantic model class: every read returns
+            ``Checkpoint[model]`` whose ``data`` is an instance, ``rollback_to``
+            and ``resume`` return instances, and ``create`` also takes one.
+            The store keeps plain JSON either way.
+
+    Raises:
+        InvalidDataError: a bad argument.
     """
+
+    @overload
+    def __init__(
+        self: CheckpointManager[JSONDict],
+        session_id: str,
+        max_checkpoints: Limit = STORED,
+        compress_after: Limit = STORED,
+        *,
+        keep_recent: KeepRecent = STORED,
+        store: ContextSource | None = None,
+        keep: Keep = None,
+        strict: bool = False,
+        model: None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: CheckpointManager[M],
+        session_id: str,
+        max_checkpoints: Limit = STORED,
+        compress_after: Limit = STORED,
+        *,
+        keep_recent: KeepRecent = STORED,
+        store: ContextSource | None = None,
+        keep: Keep = None,
+        strict: bool = False,
+        model: type[M],
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: CheckpointManager[Any],
+        session_id: str,
+        max_checkpoints: Limit = STORED,
+        compress_after: Limit = STORED,
+        *,
+        keep_recent: KeepRecent = STORED,
+        store: ContextSource | None = None,
+        keep: Keep = None,
+        strict: bool = False,
+        model: type[Any] | None = None,
+    ) -> None: ...
 
     def __init__(
         self,
@@ -892,8 +1096,13 @@ class CheckpointManager(ManagerBase):
         *,
         keep_recent: KeepRecent = STORED,
         store: ContextSource | None = None,
+        keep: Keep = None,
+        strict: bool = False,
+        model: type[Any] | None = None,
     ) -> None:
-        super().__init__(session_id, max_checkpoints, compress_after, keep_recent)
+        super().__init__(
+            session_id, max_checkpoints, compress_after, keep_recent, keep, strict, model
+        )
         if store is None:
             if _default_store is None:
                 raise AssertionError("checkpointdb.store registers the default store on import")
@@ -901,7 +1110,7 @@ class CheckpointManager(ManagerBase):
         self.store = store
         self._ctx = store.context()
         self._db = self._ctx.db
-        self._on_checkpoint: CheckpointCallback | None = None
+        self._on_checkpoint: CheckpointCallback[DataT] | None = None
 
     def _context(self) -> Context:
         return self._ctx
@@ -914,12 +1123,12 @@ class CheckpointManager(ManagerBase):
     def create(
         self,
         name: str,
-        data: JSONDict,
-        metadata: JSONDict | None = None,
+        data: StateInput | DataT,
+        metadata: Mapping[str, Any] | None = None,
         *,
         pin: bool = False,
         parent: str | None = None,
-    ) -> Checkpoint:
+    ) -> Checkpoint[DataT]:
         """Create a checkpoint; it is on disk when this returns.
 
         Compaction (and the ``max_checkpoints`` cap) run in the same
@@ -927,8 +1136,10 @@ class CheckpointManager(ManagerBase):
 
         Args:
             name: semantic name, e.g. ``"task_started"``.
-            data: the JSON state to store (a dict).
-            metadata: optional extra JSON (a dict).
+            data: the JSON state to store: a dict or any other mapping (a
+                ``TypedDict``, a ``MappingProxyType``), or an instance of the
+                manager's model.
+            metadata: optional extra JSON (a mapping).
             pin: keep this checkpoint through compaction, the cap and expiry.
             parent: the id of a live checkpoint of this session to branch
                 from; by default the parent is the session's newest live
@@ -949,7 +1160,7 @@ class CheckpointManager(ManagerBase):
         self._notify([checkpoint])
         return checkpoint
 
-    def _notify(self, checkpoints: list[Checkpoint]) -> None:
+    def _notify(self, checkpoints: list[Checkpoint[DataT]]) -> None:
         callback = self._on_checkpoint
         if callback is None:
             return
@@ -961,7 +1172,7 @@ class CheckpointManager(ManagerBase):
 
     def create_many(
         self, entries: Iterable[BatchEntry], *, keep_newest: int | None = None
-    ) -> list[Checkpoint]:
+    ) -> list[Checkpoint[DataT]]:
         """Create several checkpoints in one transaction, in order.
 
         Every entry is validated before anything is written; the ids are
@@ -996,12 +1207,15 @@ class CheckpointManager(ManagerBase):
 
         Returns:
             False if this session has no live checkpoint with that id.
-        """
-        return perform(self._delete(checkpoint_id), self._db)
 
-    def pop(self) -> Checkpoint | None:
+        Raises:
+            NotFoundError: instead of returning False, if the manager is strict.
+        """
+        return self._done(perform(self._delete(checkpoint_id), self._db), checkpoint_id)
+
+    def pop(self) -> Checkpoint[DataT] | None:
         """Delete the newest checkpoint and return it (None if the session is empty)."""
-        return perform(self._pop(), self._db)
+        return self._maybe(perform(self._pop(), self._db))
 
     def truncate_after(self, checkpoint_id: str) -> int:
         """Delete every checkpoint newer than this one (on every branch), pinned too.
@@ -1016,7 +1230,7 @@ class CheckpointManager(ManagerBase):
 
     def fork(
         self, checkpoint_id: str, new_session_id: str, *, history: str = "lineage"
-    ) -> CheckpointManager:
+    ) -> CheckpointManager[DataT]:
         """Start a new session from a checkpoint of this one, copied in the database.
 
         One transaction and one ``INSERT ... SELECT``: no row passes through
@@ -1034,7 +1248,8 @@ class CheckpointManager(ManagerBase):
                 to and including it.
 
         Returns:
-            A manager of the new session (following its stored policy).
+            A manager of the new session (following its stored policy), with
+            this one's ``strict`` and ``model``.
 
         Raises:
             NotFoundError: ``checkpoint_id`` is not a live checkpoint here.
@@ -1042,7 +1257,11 @@ class CheckpointManager(ManagerBase):
                 session already has (or had) checkpoints. Nothing was written.
         """
         new_id = perform(self._fork(checkpoint_id, new_session_id, history), self._db)
-        return CheckpointManager(new_id, store=self.store)
+        # model None gives CheckpointManager[JSONDict], which DataT then is.
+        return cast(
+            CheckpointManager[DataT],
+            CheckpointManager(new_id, store=self.store, strict=self.strict, model=self.model),
+        )
 
     def set_session_metadata(self, metadata: JSONDict) -> None:
         """Replace the session's own metadata (``store.session(sid).metadata``).
@@ -1087,43 +1306,68 @@ class CheckpointManager(ManagerBase):
 
         Returns:
             False if this session has no checkpoint with that id.
+
+        Raises:
+            NotFoundError: instead of returning False, if the manager is strict.
         """
-        return perform(self._set_pinned(checkpoint_id, True), self._db)
+        return self._done(perform(self._set_pinned(checkpoint_id, True), self._db), checkpoint_id)
 
     def unpin(self, checkpoint_id: str) -> bool:
-        """Let retention delete a pinned checkpoint again; False if there is no such id."""
-        return perform(self._set_pinned(checkpoint_id, False), self._db)
+        """Let retention delete a pinned checkpoint again; False if there is no such id.
+
+        Raises:
+            NotFoundError: instead of returning False, if the manager is strict.
+        """
+        return self._done(perform(self._set_pinned(checkpoint_id, False), self._db), checkpoint_id)
 
     # -- reading ----------------------------------------------------------------
 
-    def get(self, checkpoint_id: str) -> Checkpoint | None:
-        """The checkpoint with this id, or None (unknown, malformed or another session's)."""
-        return perform(self._get(checkpoint_id), self._db)
+    def get(self, checkpoint_id: str) -> Checkpoint[DataT] | None:
+        """The checkpoint with this id, or None (unknown, malformed or another session's).
 
-    def get_by_name(self, name: str, limit: int | None = None) -> list[Checkpoint]:
+        Raises:
+            NotFoundError: instead of returning None, if the manager is strict.
+        """
+        return self._by_id(perform(self._get(checkpoint_id), self._db), checkpoint_id)
+
+    def get_by_name(self, name: str, limit: int | None = None) -> list[Checkpoint[DataT]]:
         """Checkpoints with this name, newest first (at most ``limit``)."""
-        return perform(self._by_name(name, limit), self._db)
+        return self._typed_list(perform(self._by_name(name, limit), self._db))
 
-    def get_latest(self, name: str | None = None) -> Checkpoint | None:
+    def get_latest(self, name: str | None = None) -> Checkpoint[DataT] | None:
         """The newest checkpoint, or the newest with ``name``; None if there is none."""
-        return perform(self._latest(name), self._db)
+        return self._maybe(perform(self._latest(name), self._db))
 
-    def get_all(self) -> list[Checkpoint]:
+    def resume(self, default: DataT) -> DataT:
+        """The newest checkpoint's data, or ``default`` if the session has none.
+
+        The resume-or-start line of an agent loop:
+        ``state = mgr.resume({"done": []})``. ``default`` itself is returned,
+        not a copy.
+        """
+        return self._resume(self.get_latest(), default)
+
+    def get_all(self) -> list[Checkpoint[DataT]]:
         """Every live checkpoint, oldest first. For large sessions iterate instead."""
         return list(self)
 
-    def get_recent(self, n: int) -> list[Checkpoint]:
+    def get_recent(self, n: int) -> list[Checkpoint[DataT]]:
         """The newest ``n`` checkpoints, oldest first (one indexed query)."""
-        return perform(self._recent(n), self._db)
+        return self._typed_list(perform(self._recent(n), self._db))
 
-    def lineage(self, checkpoint_id: str) -> list[Checkpoint]:
+    def lineage(self, checkpoint_id: str) -> list[Checkpoint[DataT]]:
         """The checkpoint and its live ancestors, oldest first (one recursive query).
 
         The walk stops at the first parent that is not live (deleted by
         compaction, the cap, expiry, ``delete`` ...). An id that is not a live
         checkpoint of this session gives ``[]``.
+
+        Raises:
+            NotFoundError: instead of returning ``[]``, if the manager is strict.
         """
-        return perform(self._lineage(checkpoint_id), self._db)
+        found = perform(self._lineage(checkpoint_id), self._db)
+        self._done(bool(found), checkpoint_id)
+        return self._typed_list(found)
 
     def diff(self, a_id: str, b_id: str) -> list[dict[str, Any]]:
         """The RFC 6902 JSON Patch that turns checkpoint a's data into b's.
@@ -1133,34 +1377,37 @@ class CheckpointManager(ManagerBase):
         """
         return perform(self._diff(a_id, b_id), self._db)
 
-    def iter_newest_first(self) -> Iterator[Checkpoint]:
+    def iter_newest_first(self) -> Iterator[Checkpoint[DataT]]:
         """Stream the session's checkpoints newest first, a page at a time."""
         before: int | None = FIRST_PAGE_BEFORE
         while before is not None:
             page = perform(self._page_desc(before), self._db)
-            yield from page
+            yield from self._typed_list(page)
             before = next_page(page)
 
-    def get_since(self, timestamp: datetime) -> list[Checkpoint]:
+    def get_since(self, timestamp: datetime) -> list[Checkpoint[DataT]]:
         """Checkpoints created strictly after ``timestamp`` (aware), in creation order.
 
         Raises:
             NaiveDatetimeError: ``timestamp`` has no timezone (a TypeError subclass).
         """
-        return perform(self._since(timestamp), self._db)
+        return self._typed_list(perform(self._since(timestamp), self._db))
 
-    def get_between(self, start: datetime, end: datetime) -> list[Checkpoint]:
+    def get_between(self, start: datetime, end: datetime) -> list[Checkpoint[DataT]]:
         """Checkpoints created in ``[start, end]`` (both aware), in creation order.
 
         Raises:
             NaiveDatetimeError: a bound has no timezone.
         """
-        return perform(self._between(start, end), self._db)
+        return self._typed_list(perform(self._between(start, end), self._db))
 
-    def rollback_to(self, checkpoint_id: str) -> JSONDict | None:
+    def rollback_to(self, checkpoint_id: str) -> DataT | None:
         """The data to restore the agent to a checkpoint, or None if there is no such id.
 
         This changes nothing in the store: it returns the state to restore.
+
+        Raises:
+            NotFoundError: instead of returning None, if the manager is strict.
         """
         return self._restore(self.get(checkpoint_id), checkpoint_id)
 
@@ -1173,7 +1420,7 @@ class CheckpointManager(ManagerBase):
         """
         return perform(self._summary(), self._db)
 
-    def on_checkpoint(self, callback: CheckpointCallback) -> None:
+    def on_checkpoint(self, callback: CheckpointCallback[DataT]) -> None:
         """Call ``callback(checkpoint)`` after each create, once it is committed.
 
         A callback that raises is logged with its traceback; the checkpoint stays.
@@ -1184,7 +1431,11 @@ class CheckpointManager(ManagerBase):
 
     def export(self) -> str:
         """Every checkpoint as export JSON: a list of ``Checkpoint.to_dict()``, oldest first."""
-        return export_json(self)
+        return export_json(self._stored(newest_first=False))
+
+    def _stored(self, newest_first: bool) -> Generator[Checkpoint, None, None]:
+        """The session's checkpoints as stored (JSON data, whatever the model), in one query."""
+        return stream(self._db, self._find(session_filters(newest_first=newest_first)))
 
     def export_to(self, stream: IO[str], progress: Callable[[int], object] | None = None) -> int:
         """Write :meth:`export`'s exact text to a text stream, reading rows a page at a time.
@@ -1201,7 +1452,7 @@ class CheckpointManager(ManagerBase):
         """
         count = 0
         stream.write("[")
-        for checkpoint in self.find(newest_first=False):
+        for checkpoint in self._stored(newest_first=False):
             entry = json.dumps(checkpoint.to_dict(), indent=2, ensure_ascii=False)
             # Indented as a list item; JSON text has no raw newline inside strings.
             stream.write(("\n  " if count == 0 else ",\n  ") + entry.replace("\n", "\n  "))
@@ -1254,18 +1505,18 @@ class CheckpointManager(ManagerBase):
         """Live checkpoints (one row read, whatever the session's size)."""
         return perform(self._count(), self._db)
 
-    def __iter__(self) -> Iterator[Checkpoint]:
+    def __iter__(self) -> Iterator[Checkpoint[DataT]]:
         """Stream the checkpoints oldest first, a page per query (bounded memory)."""
         after: int | None = FIRST_PAGE_AFTER
         while after is not None:
             page = perform(self._page(after), self._db)
-            yield from page
+            yield from self._typed_list(page)
             after = next_page(page)
 
     # -- find -------------------------------------------------------------------
 
     @takes_filters(session_filters)
-    def find(self, query: FindQuery) -> Iterator[Checkpoint]:
+    def find(self, query: FindQuery) -> Iterator[Checkpoint[DataT]]:
         """Stream this session's checkpoints that match every given filter, in seq order.
 
         ``mgr.find(metadata={"run": "r1", "agent.role": "planner"}, limit=10)``:
@@ -1276,4 +1527,4 @@ class CheckpointManager(ManagerBase):
             NaiveDatetimeError: ``since`` or ``until`` has no timezone.
             InvalidDataError: any other bad argument; the message names it.
         """
-        return stream(self._db, self._find(query))
+        return self._typed_stream(stream(self._db, self._find(query)))

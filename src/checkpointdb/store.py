@@ -20,15 +20,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from sqlalchemy.engine import URL
 
 from . import migrate
-from .checkpoint import STORED, Checkpoint, KeepRecent, Limit, SessionInfo, format_id
+from .checkpoint import STORED, Checkpoint, JSONDict, KeepRecent, Limit, SessionInfo, format_id
 from .engine import DEFAULT_SETTINGS, Cursor, Database, resolve_url
 from .errors import CheckpointDBError, InvalidDataError, NotFoundError, PayloadTooLargeError
-from .manager import CheckpointManager, use_default_store
+from .manager import CheckpointManager, Keep, use_default_store
 from .operations import Context, Operation, find_body, perform, read, stream, unchanged
 from .query import FindQuery, takes_filters
 from .repository import CheckpointSpan, Removed, Repository
@@ -39,6 +39,8 @@ from .validate import (
     check_identifier,
     encode_payload,
 )
+
+M = TypeVar("M")
 
 # -- reports ----------------------------------------------------------------------
 
@@ -391,6 +393,7 @@ class CheckpointStore(StoreBase):
 
     # -- managers and sessions ------------------------------------------------
 
+    @overload
     def manager(
         self,
         session_id: str,
@@ -398,11 +401,61 @@ class CheckpointStore(StoreBase):
         compress_after: Limit = STORED,
         *,
         keep_recent: KeepRecent = STORED,
-    ) -> CheckpointManager:
+        keep: Keep = None,
+        strict: bool = False,
+        model: None = None,
+    ) -> CheckpointManager[JSONDict]: ...
+
+    @overload
+    def manager(
+        self,
+        session_id: str,
+        max_checkpoints: Limit = STORED,
+        compress_after: Limit = STORED,
+        *,
+        keep_recent: KeepRecent = STORED,
+        keep: Keep = None,
+        strict: bool = False,
+        model: type[M],
+    ) -> CheckpointManager[M]: ...
+
+    def manager(
+        self,
+        session_id: str,
+        max_checkpoints: Limit = STORED,
+        compress_after: Limit = STORED,
+        *,
+        keep_recent: KeepRecent = STORED,
+        keep: Keep = None,
+        strict: bool = False,
+        model: type[Any] | None = None,
+    ) -> CheckpointManager[Any]:
         """A :class:`CheckpointManager` for one session of this store.
 
-        See :class:`CheckpointManager` for the arguments; a policy argument
-        left out follows the policy stored for the session.
+        A policy argument left out follows the policy stored for the session;
+        a session that never set one keeps at most ``max_checkpoints=100``
+        unpinned checkpoints, and once it holds more than
+        ``compress_after=50``, each create deletes all but the first, the
+        newest ``keep_recent=20`` and the newest of each name. So a 200-step
+        agent ends with about 20-40 checkpoints, and an older step's id then
+        finds nothing. The first deletion in a session is logged at INFO.
+
+        Args:
+            session_id: the session's id.
+            max_checkpoints, compress_after, keep_recent: the session's
+                retention policy (see :class:`CheckpointManager`); written to
+                the session row by this manager's writes.
+            keep: ``"all"`` keeps every checkpoint: no cap and no compaction,
+                stored on the session row, so every manager of the session
+                keeps them all.
+            strict: ``get``, ``rollback_to``, ``lineage``, ``pin``, ``unpin``
+                and ``delete`` raise :class:`NotFoundError` for an unknown id
+                instead of returning None, ``[]`` or False.
+            model: a dataclass or pydantic model class; every read returns its
+                instances as the checkpoints' data (``Checkpoint[model]``).
+
+        Raises:
+            InvalidDataError: a bad argument.
         """
         return CheckpointManager(
             session_id,
@@ -410,6 +463,9 @@ class CheckpointStore(StoreBase):
             compress_after,
             keep_recent=keep_recent,
             store=self,
+            keep=keep,
+            strict=strict,
+            model=model,
         )
 
     def sessions(self) -> list[SessionInfo]:

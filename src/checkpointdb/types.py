@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -64,9 +65,25 @@ def decode_time(value: datetime | str) -> datetime:
     return value.astimezone(UTC)
 
 
+def _mapping_as_object(value: object) -> dict[Any, Any]:
+    # Validation let only mappings through besides plain JSON values.
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 def dumps_json(value: Any) -> str:
-    """Serialise validated JSON as compact, human-readable text (no NaN)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """Serialise validated JSON as compact, human-readable text (no NaN).
+
+    Mappings other than dicts (``MappingProxyType``...) are written as JSON objects.
+    """
+    return json.dumps(
+        value,
+        ensure_ascii=False,
+        separators=(",", ":"),
+        allow_nan=False,
+        default=_mapping_as_object,
+    )
 
 
 # A JSON string, or a number in exponent form (the only tokens that matter here).

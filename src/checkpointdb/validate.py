@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from collections.abc import Mapping
 from typing import Any
 
 from .errors import InvalidDataError, PayloadTooLargeError
@@ -65,7 +66,8 @@ def _describe(path: str, problem: str) -> InvalidDataError:
 def check_json(value: Any, path: str, max_depth: int) -> None:
     """Refuse anything that would not come back from the database exactly as given.
 
-    Accepted: dicts with string keys, lists, tuples (they come back as lists),
+    Accepted: dicts and other mappings (``MappingProxyType``...) with string
+    keys, which come back as dicts; lists, tuples (they come back as lists),
     strings without NUL, ints, finite floats, bools and None.
 
     Raises:
@@ -87,12 +89,13 @@ def check_json(value: Any, path: str, max_depth: int) -> None:
             return
         if depth >= max_depth:
             raise _describe(where, f"nested deeper than the limit of {max_depth} levels")
-        if kind is dict or kind is list or kind is tuple:
+        mapping = kind is dict or isinstance(node, Mapping)
+        if mapping or kind is list or kind is tuple:
             ident = id(node)
             if ident in active:
                 raise _describe(where, "circular reference")
             active.add(ident)
-            if kind is dict:
+            if mapping:
                 for key, item in node.items():
                     if type(key) is not str:
                         raise _describe(
@@ -172,21 +175,23 @@ def encode_payload(value: Any, what: str, max_depth: int, max_bytes: int) -> tup
     """Validate a top-level JSON object and return its stored text and UTF-8 size.
 
     Args:
-        value: the ``data`` or ``metadata`` dict.
+        value: the ``data`` or ``metadata`` dict (or another mapping).
         what: its name in error messages (``"data"``).
         max_depth: deepest nesting accepted.
         max_bytes: largest UTF-8 size accepted.
 
     Raises:
-        InvalidDataError: not a dict, or something inside cannot round-trip.
+        InvalidDataError: not a mapping, or something inside cannot round-trip.
         PayloadTooLargeError: the encoded text is larger than ``max_bytes``.
     """
-    if type(value) is not dict:
+    if type(value) is not dict and not isinstance(value, Mapping):
         raise InvalidDataError(f"{what} must be a dict, got {type(value).__name__}")
     if not value:
         return "{}", 2
-    if not _plain_shape(value, max_depth):
-        check_json(value, what, max_depth)  # says what and where
+    if type(value) is not dict or not _plain_shape(value, max_depth):
+        # Other mappings (a TypedDict is a dict; MappingProxyType is not) take
+        # the full walk, which also says what and where anything is wrong.
+        check_json(value, what, max_depth)
     try:
         text = dumps_json(value)
     except ValueError as exc:  # NaN or infinity, or an int too long to print
