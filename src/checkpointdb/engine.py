@@ -65,6 +65,11 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "pool_recycle": 1800,
 }
 
+# PostgreSQL SQLSTATEs of a transaction the server rolled back to settle a
+# conflict between writers (deadlock_detected, serialization_failure): nothing
+# was applied, so running the transaction again is safe.
+CONFLICT_SQLSTATES = ("40P01", "40001")
+
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _SQLITE_HEADER_SIZE = 100
 
@@ -251,7 +256,12 @@ def translate_error(exc: BaseException, where: str, busy_timeout: float) -> Chec
             return CheckpointDBError(f"cannot open {where} ({message})")
     sqlstate = getattr(orig, "sqlstate", None)
     if sqlstate is not None:
-        if sqlstate in ("55P03", "57014", "40P01"):  # lock_not_available, canceled, deadlock
+        if sqlstate in CONFLICT_SQLSTATES:
+            return StoreBusyError(
+                f"{where}: the server rolled the transaction back to resolve a conflict "
+                f"with another writer ({message}). Nothing was written; retry."
+            )
+        if sqlstate in ("55P03", "57014"):  # lock_not_available, query_canceled
             return StoreBusyError(
                 f"{where}: gave up waiting for a lock after {busy_timeout:g}s ({message}). "
                 "Nothing was written; retry, or raise busy_timeout."
@@ -677,6 +687,16 @@ def _prepare_sqlite_stores_for_fork() -> None:
 
 if sys.platform != "win32":
     os.register_at_fork(before=_prepare_sqlite_stores_for_fork)
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """True if ``exc`` (or the driver error behind it) is a deadlock or serialization failure."""
+    while exc is not None:
+        orig = exc.orig if isinstance(exc, DBAPIError) else exc
+        if getattr(orig, "sqlstate", None) in CONFLICT_SQLSTATES:
+            return True
+        exc = exc.__cause__  # type: ignore[assignment]
+    return False
 
 
 def is_driver_error(exc: Exception) -> bool:

@@ -452,15 +452,18 @@ class ManagerBase(ABC):
             return Ready(False)
         now = datetime.now(UTC)
         repo, session_id = self._context().repo, self.session_id
-        return Operation(
-            lambda cursor: bool(repo.delete(cursor, session_id, seq, now)), unchanged, write=True
-        )
+        def body(cursor: Cursor) -> bool:
+            repo.lock_existing_session(cursor, session_id)
+            return bool(repo.delete(cursor, session_id, seq, now))
+
+        return Operation(body, unchanged, write=True)
 
     def _pop(self) -> Operation[Checkpoint | None, Checkpoint | None]:
         now = datetime.now(UTC)
         repo, session_id = self._context().repo, self.session_id
 
         def body(cursor: Cursor) -> Checkpoint | None:
+            repo.lock_existing_session(cursor, session_id)
             newest = repo.latest(cursor, session_id)
             if newest is not None:
                 repo.delete(cursor, session_id, newest.seq, now)
@@ -474,6 +477,7 @@ class ManagerBase(ABC):
         repo, session_id = self._context().repo, self.session_id
 
         def body(cursor: Cursor) -> int:
+            repo.lock_existing_session(cursor, session_id)
             self._require_live(repo, cursor, seq)
             return len(repo.delete_after(cursor, session_id, seq, now))
 
@@ -491,14 +495,18 @@ class ManagerBase(ABC):
         to_store = self._policy_to_store
 
         def body(cursor: Cursor) -> int:
+            # Both session rows locked first, in one order (by id), whatever the direction.
+            if session_id < new_session_id:
+                repo.lock_existing_session(cursor, session_id)
+            target_last_seq = repo.lock_session(cursor, new_session_id, now)
+            if session_id > new_session_id:
+                repo.lock_existing_session(cursor, session_id)
             self._require_live(repo, cursor, seq)
-            target = repo.session(cursor, new_session_id)
-            if target is not None and target.last_seq > 0:
+            if target_last_seq > 0:
                 raise InvalidDataError(
                     f"cannot fork into session {new_session_id!r}: it already has checkpoints "
-                    f"(last id {format_id(new_session_id, target.last_seq)}); fork into a new one"
+                    f"(last id {format_id(new_session_id, target_last_seq)}); fork into a new one"
                 )
-            repo.lock_session(cursor, new_session_id, now)
             return repo.fork(cursor, session_id, seq, new_session_id, history, now, to_store)
 
         def finish(copied: int) -> str:
@@ -531,9 +539,11 @@ class ManagerBase(ABC):
             logger.info("session %s: cleared %d checkpoints", session_id, count)
             return count
 
-        return Operation(
-            lambda cursor: len(repo.clear(cursor, session_id, now)), finish, write=True
-        )
+        def body(cursor: Cursor) -> int:
+            repo.lock_existing_session(cursor, session_id)
+            return len(repo.clear(cursor, session_id, now))
+
+        return Operation(body, finish, write=True)
 
     def _compact(
         self, keep_recent: int | None, older_than: timedelta | None, dry_run: bool
@@ -547,6 +557,7 @@ class ManagerBase(ABC):
         repo, session_id = self._context().repo, self.session_id
 
         def body(cursor: Cursor) -> tuple[list[Removed], dict[str, int]]:
+            repo.lock_existing_session(cursor, session_id)
             keep = given
             if keep is None:
                 info = repo.session(cursor, session_id)
@@ -571,11 +582,11 @@ class ManagerBase(ABC):
         if seq is None:
             return Ready(False)
         repo, session_id = self._context().repo, self.session_id
-        return Operation(
-            lambda cursor: repo.set_pinned(cursor, session_id, seq, pinned),
-            unchanged,
-            write=True,
-        )
+        def body(cursor: Cursor) -> bool:
+            repo.lock_existing_session(cursor, session_id)
+            return repo.set_pinned(cursor, session_id, seq, pinned)
+
+        return Operation(body, unchanged, write=True)
 
     def _import(self, json_data: str) -> Operation[int, int]:
         entries = self._parse_import(json_data)
@@ -589,7 +600,8 @@ class ManagerBase(ABC):
             for index, entry in enumerate(JSONArrayReader(stream, progress=progress)):
                 yield self._import_entry(index, entry, seen)
 
-        return self._insert_imported(entries)
+        # The stream cannot be read twice: a transaction rolled back is not run again.
+        return self._insert_imported(entries)._replace(retry=False)
 
     def _insert_imported(
         self, entries: Callable[[], Iterable[_ImportEntry]]

@@ -92,6 +92,7 @@ class Expiry:
         """Expire one session, in a transaction of its own."""
 
         def body(cursor: Cursor) -> list[Removed]:
+            repo.lock_existing_session(cursor, session_id)
             return repo.expire(cursor, session_id, self.cutoff, self.now)
 
         def record(rows: list[Removed]) -> None:
@@ -239,6 +240,7 @@ class StoreBase(ABC):
         repo, where = self.context().repo, self.where
 
         def body(cursor: Cursor) -> int:
+            repo.lock_existing_session(cursor, session_id)
             info = repo.session(cursor, session_id)
             if info is None:
                 raise NotFoundError(f"no session {session_id!r} in {where}")
