@@ -189,7 +189,7 @@ class AsyncCheckpointStore(StoreBase):
         url: an SQLite path, an SQLAlchemy URL (PostgreSQL needs
             ``postgresql+psycopg://``), or None
             for ``$CHECKPOINTDB_URL``, else ``./checkpoints.db``.
-        auto_upgrade, synchronous, busy_timeout, max_payload_bytes, max_depth, echo:
+        auto_upgrade, synchronous, busy_timeout, max_payload_bytes, max_depth, echo, pool_size:
             as for :class:`~checkpointdb.CheckpointStore`.
 
     Raises:
@@ -207,6 +207,7 @@ class AsyncCheckpointStore(StoreBase):
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
         echo: bool = False,
+        pool_size: int = DEFAULT_SETTINGS["pool_size"],
     ) -> None:
         self._set_limits(max_payload_bytes, max_depth)
         self._url = resolve_url(url)
@@ -215,6 +216,7 @@ class AsyncCheckpointStore(StoreBase):
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
         self._echo = echo
+        self._pool_size = pool_size
         # The worker and the managers' context, once open.
         self._opened: tuple[_Worker, Context] | None = None
         self._closed = False
@@ -230,6 +232,7 @@ class AsyncCheckpointStore(StoreBase):
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
         echo: bool = False,
+        pool_size: int = DEFAULT_SETTINGS["pool_size"],
     ) -> AsyncCheckpointStore:
         """Open a store: ``store = await AsyncCheckpointStore.open("agent.db")``."""
         store = cls(
@@ -240,6 +243,7 @@ class AsyncCheckpointStore(StoreBase):
             max_payload_bytes=max_payload_bytes,
             max_depth=max_depth,
             echo=echo,
+            pool_size=pool_size,
         )
         await store._open()
         return store
@@ -256,6 +260,7 @@ class AsyncCheckpointStore(StoreBase):
             synchronous=self._synchronous,
             busy_timeout=self._busy_timeout,
             echo=self._echo,
+            pool_size=self._pool_size,
         )
         if self._opened is None:
             self._opened = _Worker(db), Context(db, repo, self.encode)
@@ -545,8 +550,8 @@ class AsyncCheckpointManager(ManagerBase):
         return await self.store._perform(self._latest(name))
 
     async def get_all(self) -> list[Checkpoint]:
-        """Every live checkpoint, oldest first. For large sessions iterate instead."""
-        return [checkpoint async for checkpoint in self]
+        """Every live checkpoint, oldest first, as one moment saw them (one snapshot)."""
+        return await self.store._perform(self._all_at_once())
 
     async def get_recent(self, n: int) -> list[Checkpoint]:
         """The newest ``n`` checkpoints, oldest first."""

@@ -32,6 +32,7 @@ from typing import Any, NoReturn, Protocol, cast
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 
 from .errors import (
@@ -59,6 +60,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "synchronous": "NORMAL",
     # PostgreSQL: enough connections for a busy agent host, few enough that
     # dozens of hosts do not exhaust the server's max_connections (100).
+    # CheckpointStore(url, pool_size=N) sets it per store.
     "pool_size": 5,
     "max_overflow": 5,
     # Drop server connections before typical proxy / firewall idle cut-offs.
@@ -348,7 +350,12 @@ _MAX_IDLE_SQLITE_CONNECTIONS = 8
 
 
 def create_sqlalchemy_engine(
-    url: URL, *, synchronous: str, busy_timeout: float, echo: bool = False
+    url: URL,
+    *,
+    synchronous: str,
+    busy_timeout: float,
+    echo: bool = False,
+    pool_size: int = DEFAULT_SETTINGS["pool_size"],
 ) -> Engine:
     """Build the Engine for ``url`` with this package's connection settings."""
     backend = url.get_backend_name()
@@ -379,11 +386,22 @@ def create_sqlalchemy_engine(
         return create_engine(
             url,
             echo=echo,
-            pool_pre_ping=True,
-            pool_size=DEFAULT_SETTINGS["pool_size"],
+            # No pre-ping (a round trip per transaction): a connection found
+            # dead before any statement was answered is replaced and the
+            # transaction run again (see _Transaction).
+            pool_size=pool_size,
             max_overflow=DEFAULT_SETTINGS["max_overflow"],
             pool_recycle=DEFAULT_SETTINGS["pool_recycle"],
-            connect_args={"options": options, "application_name": "checkpointdb"},
+            pool_timeout=busy_timeout,
+            connect_args={
+                "options": options,
+                "application_name": "checkpointdb",
+                # No server-side prepared statements: a pooler in transaction
+                # mode (PgBouncer) hands the next transaction another server
+                # connection, where they do not exist; preparing also costs
+                # a round trip of its own.
+                "prepare_threshold": None,
+            },
             json_serializer=dumps_jsonb,
         )
     raise CheckpointDBError(
@@ -406,6 +424,7 @@ class Database:
         synchronous: str = DEFAULT_SETTINGS["synchronous"],
         busy_timeout: float = DEFAULT_SETTINGS["busy_timeout"],
         echo: bool = False,
+        pool_size: int = DEFAULT_SETTINGS["pool_size"],
     ) -> None:
         sync = str(synchronous).upper()
         if sync not in ("NORMAL", "FULL", "EXTRA"):
@@ -416,6 +435,9 @@ class Database:
             raise CheckpointDBError(
                 f"busy_timeout must be a positive number of seconds, got {busy_timeout!r}"
             )
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            raise CheckpointDBError(f"pool_size must be an integer >= 1, got {pool_size!r}")
+        self.pool_size = pool_size
         self.url = url
         self.dialect_name = url.get_backend_name()
         self.where = describe(url)
@@ -429,7 +451,7 @@ class Database:
         self._lock = threading.Lock()
         self._closed = False
         self._engine = create_sqlalchemy_engine(
-            url, synchronous=sync, busy_timeout=self.busy_timeout, echo=echo
+            url, synchronous=sync, busy_timeout=self.busy_timeout, echo=echo, pool_size=pool_size
         )
         self._pid = os.getpid()
         # SQLite: connections parked between transactions (LIFO), and those in use.
@@ -482,6 +504,11 @@ class Database:
                 break
         self._engine.dispose()
 
+    @property
+    def max_connections(self) -> int:
+        """Connections the pool opens at most (PostgreSQL; SQLite has no such limit)."""
+        return self.pool_size + int(DEFAULT_SETTINGS["max_overflow"])
+
     def in_use(self) -> int:
         """Connections checked out by transactions (and streams) right now."""
         if self.is_sqlite:
@@ -509,8 +536,17 @@ class Database:
             else:
                 self._busy.add(raw)
                 return raw
-        with self.errors:
-            raw = engine.raw_connection()
+        try:
+            with self.errors:
+                raw = engine.raw_connection()
+        except PoolTimeoutError as exc:
+            raise StoreBusyError(
+                f"{self.where}: all {self.max_connections} connections of this store's pool "
+                f"(pool_size {self.pool_size} + {DEFAULT_SETTINGS['max_overflow']} overflow) "
+                "stayed in use "
+                f"for {self.busy_timeout:g}s. Nothing was written; use fewer threads at once, "
+                "or raise pool_size (CheckpointStore(url, pool_size=...))."
+            ) from exc
         if self.is_sqlite:
             self._busy.add(raw)
         return raw
@@ -540,7 +576,12 @@ class Database:
             raw.close()
 
     def transaction(
-        self, *, write: bool = False, snapshot: bool = True, commit: bool = True
+        self,
+        *,
+        write: bool = False,
+        snapshot: bool = True,
+        commit: bool = True,
+        stream: bool = False,
     ) -> AbstractContextManager[Cursor]:
         """One short transaction on a pooled connection: COMMIT on success, else ROLLBACK.
 
@@ -549,21 +590,27 @@ class Database:
                 lock (up to busy_timeout) before reading anything, so the
                 transaction can never fail later on a lock upgrade.
             snapshot: for reads, run every statement on one snapshot (``BEGIN``
-                on SQLite). A single-statement read passes False and skips the
-                round trip. PostgreSQL's driver always begins by itself.
+                on SQLite, ``REPEATABLE READ READ ONLY`` on PostgreSQL). A
+                single-statement read passes False: on PostgreSQL it then runs
+                outside any transaction, in one round trip.
             commit: False rolls the transaction back at the end (a dry run that
                 runs the real statements and reports what they did).
+            stream: the body reads through a server-side cursor, which on
+                PostgreSQL needs a transaction even for one statement.
 
         Raises:
+            StaleConnectionError: PostgreSQL, the pooled connection was found
+                dead before the server answered any statement; nothing ran.
             StoreBusyError, StoreFullError, CorruptDatabaseError, CheckpointDBError:
                 driver errors, translated; the transaction was rolled back.
         """
         if not self.is_sqlite:
-            begin = None
-        elif write:
-            begin = "BEGIN IMMEDIATE"
-        else:
-            begin = "BEGIN" if snapshot else None
+            if write:
+                return _PgTransaction(self, "BEGIN", commit, pipeline=True)
+            if snapshot:
+                return _PgTransaction(self, _PG_SNAPSHOT, commit, pipeline=False)
+            return _PgTransaction(self, "BEGIN" if stream else None, commit, pipeline=False)
+        begin = "BEGIN IMMEDIATE" if write else "BEGIN" if snapshot else None
         return _Transaction(self, begin, commit)
 
     @contextmanager
@@ -663,6 +710,172 @@ class _Transaction:
         except Exception:  # the connection may be dead; do not reuse it
             raw.invalidate()
         self._db.checkin(raw)
+        with self._db.errors:
+            raise exc
+
+
+# How a PostgreSQL read of several statements sees one moment.
+_PG_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
+
+class StaleConnectionError(CheckpointDBError):
+    """A pooled PostgreSQL connection was dead before the server answered any statement.
+
+    Nothing of the transaction ran, so :func:`~checkpointdb.operations.perform`
+    runs it again on another connection.
+    """
+
+
+class _PgCursor:
+    """A psycopg cursor that records whether the server has answered a statement yet.
+
+    Until it has, a failure of the connection means nothing of the
+    transaction ran. In pipeline mode (writes) statements are queued and
+    sent together with the next fetch: BEGIN rides with the first statement.
+    """
+
+    __slots__ = ("_cursor", "answered", "connection", "pipeline")
+
+    def __init__(self, cursor: Any, pipeline: Any) -> None:
+        self._cursor = cursor
+        self.connection = cursor.connection
+        self.pipeline = pipeline
+        self.answered = False
+
+    def execute(self, operation: Any, parameters: Any = None) -> _PgCursor:
+        """Run (in pipeline mode: queue) one statement."""
+        self._cursor.execute(operation, parameters)
+        if self.pipeline is None:
+            self.answered = True
+        return self
+
+    def sync(self) -> None:
+        """Wait for the answers to every queued statement."""
+        if self.pipeline is not None:
+            self.pipeline.sync()
+        self.answered = True
+
+    @property
+    def rowcount(self) -> int:
+        """Rows the last statement affected (waits for its answer)."""
+        self.sync()
+        return int(self._cursor.rowcount)
+
+    def fetchone(self) -> Any:
+        """Next row or None."""
+        row = self._cursor.fetchone()
+        self.answered = True
+        return row
+
+    def fetchall(self) -> list[Any]:
+        """All remaining rows."""
+        rows: list[Any] = self._cursor.fetchall()
+        self.answered = True
+        return rows
+
+    def fetchmany(self, size: int) -> list[Any]:
+        """Up to ``size`` more rows."""
+        rows: list[Any] = self._cursor.fetchmany(size)
+        self.answered = True
+        return rows
+
+    def close(self) -> None:
+        """Release the cursor."""
+        self._cursor.close()
+
+
+class _PgTransaction:
+    """The context manager behind :meth:`Database.transaction` on PostgreSQL.
+
+    The connection runs in autocommit mode and the transaction is ours:
+    a one-statement read runs bare (one round trip); a write queues BEGIN
+    and its statements in a pipeline, so BEGIN costs no round trip of its
+    own and a create takes three (take the seq, insert, COMMIT). There is
+    no pre-ping: a connection found dead before the server answered
+    anything raises :class:`StaleConnectionError` (nothing ran), any later
+    failure is reported as it is.
+    """
+
+    __slots__ = ("_begin", "_commit", "_cursor", "_db", "_pipeline", "_raw", "_use_pipeline")
+
+    def __init__(self, db: Database, begin: str | None, commit: bool, *, pipeline: bool) -> None:
+        self._db = db
+        self._begin = begin
+        self._commit = commit
+        self._use_pipeline = pipeline
+        self._pipeline: Any = None
+
+    def __enter__(self) -> Cursor:
+        raw = self._raw = self._db.checkout()
+        dbapi: Any = raw.dbapi_connection
+        try:
+            dbapi.autocommit = True
+            pipeline = None
+            if self._use_pipeline:
+                self._pipeline = dbapi.pipeline()  # a context manager
+                pipeline = self._pipeline.__enter__()
+            cursor = self._cursor = _PgCursor(raw.cursor(), pipeline)
+            if self._begin is not None:
+                cursor.execute(self._begin)
+                # BEGIN alone says nothing ran; only a statement of the body's does.
+                cursor.answered = False
+        except BaseException as exc:
+            self._cursor = None  # type: ignore[assignment]
+            self._end(exc)
+        return cast(Cursor, cursor)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            self._end(exc)
+        cursor = self._cursor
+        try:
+            if self._begin is not None:
+                if not cursor.answered:
+                    # Never send COMMIT with the first statements: a connection
+                    # lost then would leave unknown whether they were applied.
+                    cursor.sync()
+                cursor.execute("COMMIT" if self._commit else "ROLLBACK")
+            # Leaving the pipeline sends what is queued and waits for the answers.
+            self._leave_pipeline(None)
+            cursor.close()
+            self._raw.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+        except BaseException as failure:
+            self._end(failure)
+        self._db.checkin(self._raw)
+
+    def _leave_pipeline(self, exc: BaseException | None) -> None:
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            pipeline.__exit__(None if exc is None else type(exc), exc, None)
+
+    def _end(self, exc: BaseException) -> NoReturn:
+        """Roll back after ``exc``, release the connection and re-raise it translated."""
+        raw = self._raw
+        dbapi: Any = raw.dbapi_connection
+        try:
+            with suppress(Exception):
+                self._leave_pipeline(exc)
+            dbapi.rollback()
+            dbapi.autocommit = False
+        except Exception:  # the connection may be dead; do not reuse it
+            raw.invalidate()
+        stale = (
+            isinstance(exc, Exception)
+            and is_driver_error(exc)
+            and (self._cursor is None or not self._cursor.answered)
+            and bool(dbapi is None or dbapi.closed)
+        )
+        self._db.checkin(raw)
+        if stale:
+            raise StaleConnectionError(
+                f"{self._db.where}: the connection was lost before any statement ran "
+                f"({str(exc).strip()})"
+            ) from exc
         with self._db.errors:
             raise exc
 

@@ -330,6 +330,15 @@ class ManagerBase(ABC):
     def _find(self, query: FindQuery) -> Callable[[Cursor], Iterable[Checkpoint]]:
         return find_body(self._context().repo, replace(query, session_id=self.session_id))
 
+    def _everything(self) -> Callable[[Cursor], Iterable[Checkpoint]]:
+        """Every live checkpoint of the session, oldest first, in one query."""
+        return self._find(session_filters(newest_first=False))
+
+    def _all_at_once(self) -> Operation[list[Checkpoint], list[Checkpoint]]:
+        """Every live checkpoint as one moment saw them (one snapshot)."""
+        body = self._everything()
+        return read(lambda cursor: list(body(cursor)), snapshot=True)
+
     # -- writing ----------------------------------------------------------------
 
     def _create(
@@ -1084,8 +1093,11 @@ class CheckpointManager(ManagerBase):
         return perform(self._latest(name), self._db)
 
     def get_all(self) -> list[Checkpoint]:
-        """Every live checkpoint, oldest first. For large sessions iterate instead."""
-        return list(self)
+        """Every live checkpoint, oldest first, as one moment saw them.
+
+        For large sessions use :meth:`export_to` or :meth:`find`, which stream.
+        """
+        return perform(self._all_at_once(), self._db)
 
     def get_recent(self, n: int) -> list[Checkpoint]:
         """The newest ``n`` checkpoints, oldest first (one indexed query)."""
@@ -1158,14 +1170,20 @@ class CheckpointManager(ManagerBase):
     # -- export / import --------------------------------------------------------
 
     def export(self) -> str:
-        """Every checkpoint as export JSON: a list of ``Checkpoint.to_dict()``, oldest first."""
-        return export_json(self)
+        """Every checkpoint as export JSON: a list of ``Checkpoint.to_dict()``, oldest first.
+
+        The checkpoints of one moment: read in one snapshot, whatever other
+        processes write meanwhile.
+        """
+        return export_json(self.get_all())
 
     def export_to(self, stream: IO[str], progress: Callable[[int], object] | None = None) -> int:
         """Write :meth:`export`'s exact text to a text stream, reading rows a page at a time.
 
-        Memory stays bounded however large the session; the rows come from
-        one query, so the file is one consistent snapshot.
+        Memory stays bounded however large the session. The rows are read in
+        one read transaction (PostgreSQL: ``REPEATABLE READ READ ONLY``,
+        through a server-side cursor), so the file is the session as it was
+        at one moment, whatever other processes write meanwhile.
 
         Args:
             stream: where to write (a file opened for text, ``sys.stdout``...).
@@ -1176,7 +1194,7 @@ class CheckpointManager(ManagerBase):
         """
         count = 0
         stream.write("[")
-        for checkpoint in self.find(newest_first=False):
+        for checkpoint in self._snapshot():
             entry = json.dumps(checkpoint.to_dict(), indent=2, ensure_ascii=False)
             # Indented as a list item; JSON text has no raw newline inside strings.
             stream.write(("\n  " if count == 0 else ",\n  ") + entry.replace("\n", "\n  "))
@@ -1236,6 +1254,10 @@ class CheckpointManager(ManagerBase):
             page = perform(self._page(after), self._db)
             yield from page
             after = next_page(page)
+
+    def _snapshot(self) -> Iterator[Checkpoint]:
+        """Stream every live checkpoint, oldest first, in one read transaction."""
+        return stream(self._db, self._everything(), snapshot=True)
 
     # -- find -------------------------------------------------------------------
 

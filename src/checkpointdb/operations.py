@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from .checkpoint import Checkpoint
-from .engine import Cursor, Database, is_conflict
+from .engine import Cursor, Database, StaleConnectionError, is_conflict
 from .errors import StoreBusyError
 from .query import FindQuery
 from .repository import Repository
@@ -121,26 +121,46 @@ def perform(plan: Plan[T], db: Database) -> T:
             ) as cursor:
                 result = plan.body(cursor)
             break
+        except StaleConnectionError:
+            # Found dead before the server answered anything: nothing ran.
+            # Each attempt takes another pooled connection (or a new one).
+            if not plan.retry or attempt > db.max_connections:
+                raise
+            attempt += 1
         except StoreBusyError as exc:
             # A deadlock or serialization failure: the server rolled the whole
             # transaction back and nothing was acknowledged, so run it again.
             if not (plan.retry and is_conflict(exc)):
                 raise
-            if attempt == CONFLICT_ATTEMPTS:
+            if attempt >= CONFLICT_ATTEMPTS:
                 raise StoreBusyError(f"{exc} (tried {attempt} times)") from exc.__cause__
             time.sleep(random.uniform(0, CONFLICT_BACKOFF * attempt))
             attempt += 1
     return plan.finish(result)
 
 
-def stream(db: Database, body: Callable[[Cursor], Iterable[T]]) -> Generator[T, None, None]:
+def stream(
+    db: Database, body: Callable[[Cursor], Iterable[T]], *, snapshot: bool = False
+) -> Generator[T, None, None]:
     """The items of ``body(cursor)``, read lazily inside one transaction.
 
     The transaction (and its pooled connection) ends when the iterator is
-    exhausted or closed.
+    exhausted or closed. ``snapshot`` makes every statement of the body see
+    one moment (one query always does).
     """
-    with db.transaction(snapshot=False) as cursor:
-        yield from body(cursor)
+    attempt = 1
+    while True:
+        started = False
+        try:
+            with db.transaction(snapshot=snapshot, stream=True) as cursor:
+                for item in body(cursor):
+                    started = True
+                    yield item
+            return
+        except StaleConnectionError:
+            if started or attempt > db.max_connections:
+                raise
+            attempt += 1
 
 
 def find_body(repo: Repository, query: FindQuery) -> Callable[[Cursor], Iterable[Checkpoint]]:

@@ -122,14 +122,22 @@ def _vacuum(repo: Repository) -> Operation[tuple[int, int], VacuumReport]:
 
 
 def open_database(
-    url: URL, *, auto_upgrade: bool, synchronous: str, busy_timeout: float, echo: bool
+    url: URL,
+    *,
+    auto_upgrade: bool,
+    synchronous: str,
+    busy_timeout: float,
+    echo: bool,
+    pool_size: int = DEFAULT_SETTINGS["pool_size"],
 ) -> tuple[Database, Repository]:
     """Open the database at ``url`` with its schema at head (created or upgraded).
 
     Raises:
         SchemaTooNewError, SchemaOutOfDateError, CorruptDatabaseError, CheckpointDBError
     """
-    db = Database(url, synchronous=synchronous, busy_timeout=busy_timeout, echo=echo)
+    db = Database(
+        url, synchronous=synchronous, busy_timeout=busy_timeout, echo=echo, pool_size=pool_size
+    )
     repo = Repository(db.engine.dialect, db.where)
     try:
         migrate.ensure_schema(db, repo, auto_upgrade=auto_upgrade)
@@ -287,6 +295,9 @@ class CheckpointStore(StoreBase):
         max_payload_bytes: largest accepted ``data`` or ``metadata``, as UTF-8 JSON.
         max_depth: deepest accepted nesting inside a payload.
         echo: log every statement SQLAlchemy runs (migrations and schema work).
+        pool_size: PostgreSQL connections the store keeps open (5 more open
+            when busy); threads that find all of them in use wait up to
+            ``busy_timeout``, then get :class:`StoreBusyError`.
 
     Raises:
         SchemaTooNewError, SchemaOutOfDateError, CorruptDatabaseError, CheckpointDBError
@@ -302,6 +313,7 @@ class CheckpointStore(StoreBase):
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
         echo: bool = False,
+        pool_size: int = DEFAULT_SETTINGS["pool_size"],
     ) -> None:
         self._set_limits(max_payload_bytes, max_depth)
         self._db, self._repo = open_database(
@@ -310,6 +322,7 @@ class CheckpointStore(StoreBase):
             synchronous=synchronous,
             busy_timeout=busy_timeout,
             echo=echo,
+            pool_size=pool_size,
         )
         self._context = Context(self._db, self._repo, self.encode)
 
