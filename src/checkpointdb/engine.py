@@ -31,7 +31,7 @@ from typing import Any, NoReturn, Protocol, cast
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 
@@ -119,7 +119,7 @@ def resolve_url(target: str | os.PathLike[str] | URL | None) -> URL:
     if isinstance(target, URL):
         url = target
     elif isinstance(target, str) and "://" in target:
-        url = make_url(target)
+        url = _parse_url(target)
     else:
         path = Path(os.fspath(target)).expanduser()
         url = URL.create("sqlite", database=str(path.absolute()))
@@ -134,6 +134,31 @@ def resolve_url(target: str | os.PathLike[str] | URL | None) -> URL:
     elif url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
     return url
+
+
+def _parse_url(text: str) -> URL:
+    """A URL from its text; a bad one is refused without showing its credentials."""
+    scheme, _, rest = text.partition("://")
+    authority = rest.split("/", 1)[0]
+    # Credentials are everything up to the last "@": with an unescaped "@" in
+    # the password, the parser would take part of the password for the host.
+    shown = f"{scheme}://***@{authority.rpartition('@')[2]}" if "@" in authority else text
+    if authority.count("@") > 1:
+        raise CheckpointDBError(
+            f"bad database URL {shown!r}: its user name or password contains '@'; "
+            "write it as %40"
+        )
+    try:
+        return make_url(text)
+    except (ValueError, ArgumentError) as exc:
+        reason = str(exc).replace(text, shown)
+        credentials = authority.rpartition("@")[0]
+        if credentials and any(part and part in reason for part in credentials.split(":")):
+            reason = type(exc).__name__
+        raise CheckpointDBError(
+            f"bad database URL {shown!r} ({reason}); expected "
+            "postgresql+psycopg://user:password@host:port/database or an SQLite path"
+        ) from None
 
 
 def describe(url: URL) -> str:
@@ -161,6 +186,8 @@ def prepare_sqlite_file(path: Path) -> None:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
         pass
+    except OSError as exc:  # a read-only or unwritable directory, say
+        raise CheckpointDBError(f"cannot create database {path}: {exc.strerror}") from None
     else:
         os.close(fd)
         return

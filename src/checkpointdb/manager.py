@@ -28,6 +28,7 @@ from typing import IO, Any, Literal, Protocol
 import jsonpatch
 
 from .checkpoint import (
+    MAX_SEQ,
     STORED,
     STORED_OFF,
     Checkpoint,
@@ -40,7 +41,7 @@ from .checkpoint import (
 )
 from .engine import Cursor
 from .errors import ImportFormatError, InvalidDataError, NaiveDatetimeError, NotFoundError
-from .jsonstream import JSONArrayReader
+from .jsonstream import JSONArrayReader, unreadable_json
 from .operations import (
     Context,
     Operation,
@@ -155,8 +156,8 @@ def _check_age(value: object) -> timedelta:
 def _check_limit(value: object, label: str, minimum: int, optional: bool) -> None:
     if value is None and optional:
         return
-    if type(value) is not int or value < minimum:
-        allowed = f"an int >= {minimum}" + (" or None" if optional else "")
+    if type(value) is not int or not minimum <= value <= MAX_SEQ:
+        allowed = f"an int from {minimum} to {MAX_SEQ}" + (" or None" if optional else "")
         raise InvalidDataError(f"{label} must be {allowed}, got {value!r}")
 
 
@@ -658,6 +659,8 @@ class ManagerBase(ABC):
             document = json.loads(json_data)
         except json.JSONDecodeError as exc:
             raise ImportFormatError(f"import data is not valid JSON: {exc}") from None
+        except (RecursionError, ValueError) as exc:
+            raise unreadable_json(exc, 0) from None
         if not isinstance(document, list):
             raise ImportFormatError(
                 f"import data must be a JSON list of checkpoints, got {type(document).__name__}"
