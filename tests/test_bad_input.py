@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -696,3 +698,119 @@ def test_refused_values_never_reach_the_table_json_functions_read(sqlite_path: P
     finally:
         connection.close()
     assert rows == [(1.5, 1), (2.5, 1)]
+
+
+# -- one line for what cannot be read or reached ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "document",
+    ["[" * 100_000 + "]" * 100_000, '[{"data": {"v": ' + "9" * 5000 + "}}]"],
+    ids=["nested-100000-deep", "integer-of-5000-digits"],
+)
+def test_import_files_too_deep_or_with_huge_numbers_are_refused_and_write_nothing(
+    store: CheckpointStore, tmp_path: Path, document: str
+) -> None:
+    mgr = store.manager(SESSION)
+    mgr.create("kept", {"n": 1})
+    before = snapshot(store)
+    with pytest.raises(ImportFormatError, match="not valid JSON"):
+        mgr.import_checkpoints(document)
+    path = tmp_path / "bad.json"
+    path.write_text(document)
+    with path.open() as handle, pytest.raises(ImportFormatError, match="not valid JSON"):
+        mgr.import_from(handle)
+    assert snapshot(store) == before
+
+
+@pytest.mark.parametrize("limit", [2**63, 10**23])
+def test_counts_beyond_what_a_column_holds_are_refused_by_name(
+    manager: CheckpointManager, limit: int
+) -> None:
+    manager.create("kept", {})
+    with pytest.raises(InvalidDataError, match="keep_recent must be an int from 0 to"):
+        manager.compact(keep_recent=limit)
+    with pytest.raises(InvalidDataError, match="limit must be an int from 0 to"):
+        list(manager.find(limit=limit))
+    with pytest.raises(InvalidDataError, match="limit must be an int from 0 to"):
+        manager.get_by_name("kept", limit=limit)
+    assert [cp.name for cp in manager.find(limit=2**63 - 1)] == ["kept", "existing"]
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("postgresql+psycopg://agent:s3cret@localhost:abc/db", "invalid literal for int()"),
+        ("postgresql+psycopg://agent:s3cret@[::1/db", "bad database URL"),
+        ("postgresql+psycopg://agent:p@ss@w0rd@127.0.0.1:5432/db", "write it as %40"),
+    ],
+)
+def test_unparsable_urls_are_refused_without_showing_the_password(url: str, says: str) -> None:
+    with pytest.raises(CheckpointDBError) as excinfo:
+        CheckpointStore(url)
+    message = str(excinfo.value)
+    assert says in message
+    assert "\n" not in message
+    for secret in ("s3cret", "p@ss", "ss@w0rd", "w0rd"):
+        assert secret not in message
+
+
+def test_the_command_line_gives_one_line_for_huge_counts_deep_files_and_bad_urls(
+    backend_url: str, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from checkpointdb import cli
+
+    with CheckpointStore(backend_url) as store:
+        store.manager(SESSION).create("kept", {})
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    dangling = tmp_path / "dangling.db"
+    dangling.symlink_to(tmp_path / "missing" / "x.db")
+    loop = tmp_path / "loop.db"
+    loop.symlink_to(loop)
+    huge = "99999999999999999999999"
+    for args in (
+        ["--db", backend_url, "list", SESSION, "--limit", huge],
+        ["--db", backend_url, "compact", SESSION, "--keep-recent", huge],
+        ["--db", backend_url, "import", SESSION, str(deep)],
+        ["--db", str(dangling), "sessions"],
+        ["--db", str(loop), "sessions"],
+        ["--db", "postgresql+psycopg://agent:p@ss@w0rd@127.0.0.1:5432/db", "sessions"],
+    ):
+        result = CliRunner().invoke(cli.cli, args)
+        assert result.exit_code in (1, 2), (args, result.output)
+        assert isinstance(result.exception, SystemExit), (args, result.exception)
+        assert len(result.output.strip().splitlines()) == 1, (args, result.output)
+        assert "ss@w0rd" not in result.output
+    with CheckpointStore(backend_url) as store:
+        assert [cp.name for cp in store.manager(SESSION)] == ["kept"]
+
+
+def _unwritable_directory(tmp_path: Path) -> Path:
+    """A directory this process cannot create files in (as root too: under /proc)."""
+    if os.geteuid() == 0:
+        return Path("/proc")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    return locked
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="uses /proc when run as root")
+@pytest.mark.parametrize("command", [["sessions"], ["demo"], ["db", "upgrade"]])
+def test_a_store_in_a_directory_that_cannot_be_written_is_one_line(
+    tmp_path: Path, command: list[str]
+) -> None:
+    from click.testing import CliRunner
+
+    from checkpointdb import cli
+
+    path = _unwritable_directory(tmp_path) / "agent.db"
+    with pytest.raises(CheckpointDBError, match=f"cannot create database {path}"):
+        CheckpointStore(path)
+    result = CliRunner().invoke(cli.cli, ["--db", str(path), *command])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert not path.exists()

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -800,6 +801,56 @@ SQLITE_WRITES = [
     "SELECT 1; DELETE FROM checkpoints",
     "WITH gone AS (SELECT 1) DELETE FROM checkpoints",
 ]
+
+
+RUNAWAY = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+
+
+def test_sql_stops_a_runaway_query_at_its_timeout_in_one_line(
+    store: CheckpointStore, run: Run
+) -> None:
+    began = time.monotonic()
+    result = run("sql", RUNAWAY, "--timeout", "1")
+    assert result.exit_code == 1
+    assert "ran longer than 1s and was stopped" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert time.monotonic() - began < 20
+
+
+def test_sql_prints_at_most_max_rows_and_says_so(store: CheckpointStore, run: Run) -> None:
+    mgr = store.manager("s")
+    for step in range(6):
+        mgr.create("step", {"n": step})
+    query = "SELECT seq FROM checkpoints ORDER BY seq"
+    result = run("sql", query, "--max-rows", "2")
+    assert result.exit_code == 0
+    lines = result.stdout.strip().splitlines()
+    assert [line.strip() for line in lines[2:4]] == ["1", "2"]
+    assert lines[-1] == "(only the first 2 rows: raise --max-rows for more)"
+    as_json = run("sql", query, "--max-rows", "2", "--json")
+    assert json.loads(as_json.stdout)["rows"] == [[1], [2]]
+    assert "only the first 2 rows" in as_json.stderr
+    assert run("sql", query, "--max-rows", "6").stdout.strip().splitlines()[-1] == "(6 rows)"
+
+
+def test_sql_escapes_control_characters_from_the_database(
+    store: CheckpointStore, run: Run, backend: str
+) -> None:
+    escape = "char(27)" if backend == "sqlite" else "chr(27)"
+    bell = "char(7)" if backend == "sqlite" else "chr(7)"
+    result = run("sql", f"SELECT 'a' || {escape} || ']0;title' || {bell} || 'b' AS t")
+    assert result.exit_code == 0
+    assert "a\\x1b]0;title\\x07b" in result.stdout
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+
+
+def test_sql_refuses_copy_to_stdout_in_one_line(postgres_url: str) -> None:
+    CheckpointStore(postgres_url).close()
+    result = invoke("--db", postgres_url, "sql", "COPY checkpoints TO STDOUT")
+    assert result.exit_code == 1
+    assert "COPY cannot run here" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
 
 
 @pytest.mark.parametrize("statement", SQLITE_WRITES)

@@ -22,9 +22,10 @@ from typing import Any, ClassVar
 
 import pytest
 import workers
-from sqlalchemy import event
+from sqlalchemy import create_engine, event
 
 from checkpointdb import CheckpointDBError, CheckpointStore, StoreBusyError
+from checkpointdb.engine import resolve_url
 
 SPAWN = multiprocessing.get_context("spawn")
 PROCESSES = 8
@@ -113,6 +114,60 @@ def test_eight_processes_on_their_own_sessions_follow_the_retention_policy(
             live = [checkpoint.seq for checkpoint in store.manager(session_id)]
             assert live == expected
             assert counters(store, session_id) == (len(expected), PER_PROCESS)
+
+
+# Seconds the writers and the maintainer run against each other (per backend).
+CONTENTION_SECONDS = 10.0
+
+
+@pytest.mark.slow
+def test_writers_and_maintenance_at_once_never_deadlock_and_keep_counters_exact(
+    backend_url: str,
+) -> None:
+    """4 processes create in one session while a fifth runs every maintenance write.
+
+    Every write locks the session row before touching checkpoints, and a
+    deadlock the server still reports is retried: no call fails, ids stay
+    unique and increasing, and each session row's counters match its live rows.
+    """
+    CheckpointStore(backend_url).close()  # migrate once, before the race
+    gate = SPAWN.Barrier(5)
+    results = SPAWN.Queue()
+    targets = [workers.contended_writer] * 4 + [workers.maintainer]
+    processes = [
+        SPAWN.Process(target=target, args=(backend_url, CONTENTION_SECONDS, gate, results))
+        for target in targets
+    ]
+    for process in processes:
+        process.start()
+    try:
+        reports = [results.get(timeout=240) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
+    assert [error for report in reports for error in report["errors"]] == []
+    writers = [report for report in reports if report["role"] == "writer"]
+    all_seqs = [seq for report in writers for seq in report["seqs"]]
+    assert len(all_seqs) == len(set(all_seqs)) > 100
+    for report in writers:
+        assert report["seqs"] == sorted(report["seqs"])
+    (maintainer,) = [report for report in reports if report["role"] == "maintainer"]
+    assert maintainer["rounds"] > 5
+    engine = create_engine(resolve_url(backend_url))
+    try:
+        with engine.connect() as connection:
+            mismatched = connection.exec_driver_sql(
+                "SELECT s.id, s.checkpoint_count, s.payload_bytes, "
+                "(SELECT count(*) FROM checkpoints c WHERE c.session_id = s.id), "
+                "(SELECT coalesce(sum(c.payload_bytes), 0) FROM checkpoints c "
+                "WHERE c.session_id = s.id) FROM sessions s"
+            ).all()
+    finally:
+        engine.dispose()
+    assert len(mismatched) >= 2
+    assert [row for row in mismatched if (row[1], row[2]) != (row[3], row[4])] == []
 
 
 def test_eight_threads_sharing_one_store_get_contiguous_seqs(store: CheckpointStore) -> None:

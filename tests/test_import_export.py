@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from checkpointdb import Checkpoint, CheckpointStore, ImportFormatError
+from checkpointdb import Checkpoint, CheckpointManager, CheckpointStore, ImportFormatError
 
 
 def _fill(store: CheckpointStore, session: str, count: int) -> list[Checkpoint]:
@@ -136,3 +140,53 @@ def test_import_failing_in_the_database_writes_nothing(
         mgr.import_checkpoints(json.dumps(entries))
     assert calls == 3
     assert (mgr.export(), store.session("s")) == before
+
+
+# -- an export is one moment -------------------------------------------------------
+
+GENERATION_SIZE = 1500
+
+
+def _refill(mgr: CheckpointManager, generation: int) -> None:
+    """Clear the session, then create a whole generation in one transaction."""
+    mgr.clear()
+    mgr.create_many([("step", {"generation": generation, "i": i}) for i in range(GENERATION_SIZE)])
+
+
+def _states_seen(exports: list[list[dict[str, Any]]]) -> list[tuple[int, int]]:
+    """(entries, generations among them) of each export."""
+    return [(len(doc), len({entry["data"]["generation"] for entry in doc})) for doc in exports]
+
+
+def test_exports_during_a_clear_and_refill_show_a_state_that_existed(backend_url: str) -> None:
+    """Writers clear and refill the session while it is exported again and again.
+
+    Every state the session ever has is empty or one whole generation; an
+    export read a page per transaction mixed generations.
+    """
+    with CheckpointStore(backend_url) as reader, CheckpointStore(backend_url) as writer:
+        mgr = reader.manager("s", max_checkpoints=None, compress_after=None)
+        _refill(writer.manager("s", max_checkpoints=None, compress_after=None), 0)
+        stop = threading.Event()
+        generations = itertools.count(1)
+
+        def churn() -> None:
+            wmgr = writer.manager("s", max_checkpoints=None, compress_after=None)
+            while not stop.is_set():
+                _refill(wmgr, next(generations))
+
+        churner = threading.Thread(target=churn)
+        churner.start()
+        exports: list[list[dict[str, Any]]] = []
+        try:
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline or len(exports) < 6:
+                exports.append(json.loads(mgr.export()))
+                buffer = io.StringIO()
+                mgr.export_to(buffer, progress=lambda _n: time.sleep(0.0001))
+                exports.append(json.loads(buffer.getvalue()))
+        finally:
+            stop.set()
+            churner.join()
+        assert next(generations) > 3, "the writer never got to refill during the exports"
+        assert {state for state in _states_seen(exports)} <= {(0, 0), (GENERATION_SIZE, 1)}

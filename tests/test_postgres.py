@@ -13,10 +13,14 @@ host); their functions live in ``pg_workers``.
 
 from __future__ import annotations
 
+import ctypes
+import itertools
 import json
 import multiprocessing
+import os
 import random
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +33,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import QueuePool
 
-from checkpointdb import CheckpointStore, InvalidDataError, StoreBusyError
+from checkpointdb import CheckpointDBError, CheckpointStore, InvalidDataError, StoreBusyError
 from checkpointdb.engine import DEFAULT_SETTINGS
 from checkpointdb.migrate import head_revision
 from checkpointdb.repository import Repository
@@ -388,6 +392,135 @@ def test_a_connection_the_server_dropped_is_replaced_before_use(postgres_url: st
             )
 
         assert manager.create("second", {}).id == "s:2"
+
+
+def _terminate(postgres_url: str, pid: int) -> None:
+    """End backend ``pid`` from another connection and wait until it is gone."""
+    with _connect(postgres_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        _poll(
+            lambda: (
+                admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)
+                ).fetchone()
+                == (0,)
+            ),
+            f"backend {pid} is gone",
+        )
+
+
+def _pooled_backend_pids(store: CheckpointStore) -> list[int]:
+    """The server pids of the connections idle in the store's pool."""
+    pids = []
+    with store._db.transaction() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pids.append(cursor.fetchone()[0])
+    return pids
+
+
+def test_reads_and_streams_on_a_killed_connection_are_run_again_on_a_new_one(
+    postgres_url: str,
+) -> None:
+    with CheckpointStore(postgres_url) as store:
+        manager = store.manager("s")
+        first = manager.create("first", {"n": 1})
+        for read in (
+            lambda: manager.get_latest(),
+            lambda: next(iter(store.find(session_id="s"))),
+            lambda: store.timeline().count,
+        ):
+            (pid,) = _pooled_backend_pids(store)
+            _terminate(postgres_url, pid)
+            assert read() in (first, 1)
+
+
+def test_a_connection_lost_after_a_statement_ran_is_reported_not_retried(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with CheckpointStore(postgres_url) as store:
+        manager = store.manager("s")
+        manager.create("first", {"n": 1})
+        repo = store._repo
+        inserts: list[int] = []
+        insert = repo.insert_on_newest
+
+        def insert_then_lose_the_connection(cursor: Any, session_id: str, row: Any) -> Any:
+            # The seq was taken (answered) when the connection goes away.
+            inserts.append(row.seq)
+            cursor.execute("SELECT pg_backend_pid()")
+            _terminate(postgres_url, cursor.fetchone()[0])
+            return insert(cursor, session_id, row)
+
+        monkeypatch.setattr(repo, "insert_on_newest", insert_then_lose_the_connection)
+        with pytest.raises(CheckpointDBError) as excinfo:
+            manager.create("second", {"n": 2})
+        monkeypatch.undo()
+
+        assert inserts == [2]
+        assert "terminat" in str(excinfo.value)
+        assert [cp.name for cp in manager] == ["first"]
+        assert manager.create("third", {"n": 3}).id == "s:2"
+
+
+def _round_trips(store: CheckpointStore, call: Callable[[], object], times: int) -> float:
+    """Round trips to the server per ``call()``, counted in libpq's protocol trace.
+
+    A round trip is a batch of messages from the client answered by the
+    server: every switch in the trace from a client line to a server line.
+    """
+    (pid,) = _pooled_backend_pids(store)
+    raw = store._db.checkout()
+    connection = raw.dbapi_connection
+    assert connection is not None and connection.info.backend_pid == pid
+    store._db.checkin(raw)
+    with tempfile.TemporaryFile("w+") as trace:
+        # libpq writes through a stdio stream of its own that nothing closes:
+        # give it a descriptor of its own and flush every stdio stream after.
+        connection.pgconn.trace(os.dup(trace.fileno()))
+        connection.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            for _ in range(times):
+                call()
+        finally:
+            connection.pgconn.untrace()
+            ctypes.CDLL(None).fflush(None)
+        trace.seek(0)
+        directions = [line[0] for line in trace if line[:2] in ("F\t", "B\t")]
+    assert store._db.in_use() == 0
+    switches = sum(1 for pair in itertools.pairwise(directions) if pair == ("F", "B"))
+    return switches / times
+
+
+def test_create_takes_three_round_trips_and_single_reads_one(postgres_url: str) -> None:
+    with CheckpointStore(postgres_url) as store:
+        manager = store.manager("s", max_checkpoints=None, compress_after=None)
+        manager.create("first", {"n": 0})
+        assert _round_trips(store, lambda: manager.create("step", {"n": 1}), 20) == 3
+        assert _round_trips(store, manager.get_latest, 20) == 1
+        assert _round_trips(store, lambda: len(manager), 20) == 1
+        assert _round_trips(store, lambda: manager.get("s:1"), 20) == 1
+        assert len(manager) == 21
+
+
+def test_a_pool_run_dry_raises_store_busy_naming_the_pool_size_and_its_setting(
+    postgres_url: str,
+) -> None:
+    with CheckpointStore(postgres_url, pool_size=1, busy_timeout=0.5) as store:
+        manager = store.manager("s")
+        manager.create("first", {})
+        held = [store._db.checkout() for _ in range(store._db.max_connections)]
+        try:
+            with pytest.raises(StoreBusyError) as excinfo:
+                manager.create("second", {})
+        finally:
+            for raw in held:
+                store._db.checkin(raw)
+        message = str(excinfo.value)
+        assert "pool_size 1" in message
+        assert "pool_size=" in message
+        assert "0.5s" in message
+        assert "\n" not in message
+        assert manager.create("third", {}).id == "s:2"
 
 
 # -- what JSONB gives back --------------------------------------------------------

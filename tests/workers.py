@@ -18,7 +18,9 @@ import resource
 import signal
 import sqlite3
 import sys
+import time
 from collections.abc import Sequence
+from datetime import timedelta
 from multiprocessing.synchronize import Barrier, Event
 from queue import Queue
 from typing import Any
@@ -208,6 +210,69 @@ def fill_under_file_size_limit(path: str, limit: int, results: Queue[dict[str, A
         report["after"] = None if info is None else (info.checkpoint_count, info.last_seq)
         resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
         report["resumed"] = manager.create("after-limit", {"ok": True}).seq
+    results.put(report)
+
+
+# The session the contention test's writers share, and its retention policy:
+# their creates compact and cap it while the maintainer works on it too.
+CONTENDED_SESSION = "hot"
+CONTENDED_POLICY: dict[str, Any] = {"max_checkpoints": 40, "compress_after": 30, "keep_recent": 5}
+
+
+def contended_writer(
+    url: str, seconds: float, start: Barrier, results: Queue[dict[str, Any]]
+) -> None:
+    """Create checkpoints in the shared session for ``seconds``; report seqs and errors."""
+    report: dict[str, Any] = {"role": "writer", "seqs": [], "errors": []}
+    try:
+        with CheckpointStore(url) as store:
+            manager = store.manager(CONTENDED_SESSION, **CONTENDED_POLICY)
+            start.wait(WAIT)
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                try:
+                    created = manager.create("step", {"pid": os.getpid(), "pad": "x" * 200})
+                except Exception as exc:
+                    report["errors"].append(f"{type(exc).__name__}: {exc}")
+                else:
+                    report["seqs"].append(created.seq)
+    except Exception as exc:
+        report["errors"].append(f"{type(exc).__name__}: {exc}")
+    results.put(report)
+
+
+def maintainer(url: str, seconds: float, start: Barrier, results: Queue[dict[str, Any]]) -> None:
+    """Loop over every maintenance write for ``seconds``, on the shared session and others."""
+    report: dict[str, Any] = {"role": "maintainer", "rounds": 0, "errors": []}
+    try:
+        with CheckpointStore(url) as store:
+            hot = store.manager(CONTENDED_SESSION)
+            side = store.manager("side")
+            start.wait(WAIT)
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                round_number = report["rounds"]
+                try:
+                    hot.compact(keep_recent=3)
+                    store.expire(timedelta(milliseconds=300))
+                    newest = hot.get_latest()
+                    if newest is not None and hot.pin(newest.id):
+                        # Pinned, it outlives every retention rule while it is copied.
+                        hot.fork(newest.id, f"fork-{round_number}", history="lineage")
+                        hot.unpin(newest.id)
+                        store.delete_session(f"fork-{round_number}")
+                    side.import_checkpoints(hot.export() if round_number % 5 == 0 else "[]")
+                    side.clear()
+                    gone = store.manager(f"gone-{round_number}")
+                    gone.create("doomed", {"round": round_number})
+                    store.delete_session(gone.session_id)
+                    if round_number % 10 == 0:
+                        store.vacuum()
+                except Exception as exc:
+                    report["errors"].append(f"{type(exc).__name__}: {exc}")
+                report["rounds"] += 1
+    except Exception as exc:
+        report["errors"].append(f"{type(exc).__name__}: {exc}")
     results.put(report)
 
 

@@ -201,7 +201,7 @@ class AsyncCheckpointStore(StoreBase):
             ``postgresql+psycopg://``), or None
             for ``$CHECKPOINTDB_URL``, else ``./checkpoints.db``.
         auto_upgrade, synchronous, busy_timeout, max_payload_bytes, max_depth, echo,
-        read_only, create_in_existing: as for :class:`~checkpointdb.CheckpointStore`.
+        read_only, create_in_existing, pool_size: as for :class:`~checkpointdb.CheckpointStore`.
 
     Raises:
         SchemaTooNewError, SchemaOutOfDateError, CorruptDatabaseError, CheckpointDBError:
@@ -220,6 +220,7 @@ class AsyncCheckpointStore(StoreBase):
         echo: bool = False,
         read_only: bool = False,
         create_in_existing: bool = False,
+        pool_size: int = DEFAULT_SETTINGS["pool_size"],
     ) -> None:
         self._set_limits(max_payload_bytes, max_depth)
         self._url = resolve_url(url)
@@ -230,6 +231,7 @@ class AsyncCheckpointStore(StoreBase):
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
         self._echo = echo
+        self._pool_size = pool_size
         # The worker and the managers' context, once open.
         self._opened: tuple[_Worker, Context] | None = None
         self._closed = False
@@ -247,6 +249,7 @@ class AsyncCheckpointStore(StoreBase):
         echo: bool = False,
         read_only: bool = False,
         create_in_existing: bool = False,
+        pool_size: int = DEFAULT_SETTINGS["pool_size"],
     ) -> AsyncCheckpointStore:
         """Open a store: ``store = await AsyncCheckpointStore.open("agent.db")``."""
         store = cls(
@@ -259,6 +262,7 @@ class AsyncCheckpointStore(StoreBase):
             echo=echo,
             read_only=read_only,
             create_in_existing=create_in_existing,
+            pool_size=pool_size,
         )
         await store._open()
         return store
@@ -277,6 +281,7 @@ class AsyncCheckpointStore(StoreBase):
             echo=self._echo,
             read_only=self._read_only,
             create_in_existing=self._create_in_existing,
+            pool_size=self._pool_size,
         )
         if self._opened is None:
             self._opened = _Worker(db), Context(db, repo, self.encode)
@@ -669,8 +674,8 @@ class AsyncCheckpointManager(ManagerBase[DataT]):
         return self._resume(await self.get_latest(), default)
 
     async def get_all(self) -> list[Checkpoint[DataT]]:
-        """Every live checkpoint, oldest first. For large sessions iterate instead."""
-        return [checkpoint async for checkpoint in self]
+        """Every live checkpoint, oldest first, as one moment saw them (one snapshot)."""
+        return self._typed_list(await self.store._perform(self._all_at_once()))
 
     async def get_recent(self, n: int) -> list[Checkpoint[DataT]]:
         """The newest ``n`` checkpoints, oldest first."""
@@ -726,10 +731,12 @@ class AsyncCheckpointManager(ManagerBase[DataT]):
     # -- export / import --------------------------------------------------------
 
     async def export(self) -> str:
-        """Every checkpoint as export JSON: a list of ``Checkpoint.to_dict()``, oldest first."""
-        worker = self.store._worker()
-        stored = stream(worker.db, self._find(session_filters(newest_first=False)))
-        return export_json([checkpoint async for checkpoint in worker.stream(stored, PAGE_SIZE)])
+        """Every checkpoint as export JSON, oldest first, as one moment saw them (one snapshot).
+
+        The stored JSON, whatever the manager's model.
+        """
+        checkpoints = await self.store._perform(self._all_at_once())
+        return export_json(checkpoints)
 
     async def import_checkpoints(self, json_data: str) -> int:
         """Import checkpoints from :meth:`export` JSON, all or nothing.

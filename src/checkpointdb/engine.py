@@ -34,7 +34,8 @@ from typing import Any, NoReturn, Protocol, cast
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 
 from .errors import (
@@ -65,11 +66,17 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "synchronous": "NORMAL",
     # PostgreSQL: enough connections for a busy agent host, few enough that
     # dozens of hosts do not exhaust the server's max_connections (100).
+    # CheckpointStore(url, pool_size=N) sets it per store.
     "pool_size": 5,
     "max_overflow": 5,
     # Drop server connections before typical proxy / firewall idle cut-offs.
     "pool_recycle": 1800,
 }
+
+# PostgreSQL SQLSTATEs of a transaction the server rolled back to settle a
+# conflict between writers (deadlock_detected, serialization_failure): nothing
+# was applied, so running the transaction again is safe.
+CONFLICT_SQLSTATES = ("40P01", "40001")
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _SQLITE_HEADER_SIZE = 100
@@ -118,7 +125,7 @@ def resolve_url(target: str | os.PathLike[str] | URL | None) -> URL:
     if isinstance(target, URL):
         url = target
     elif isinstance(target, str) and "://" in target:
-        url = make_url(target)
+        url = _parse_url(target)
     else:
         path = Path(os.fspath(target)).expanduser()
         url = URL.create("sqlite", database=str(path.absolute()))
@@ -133,6 +140,31 @@ def resolve_url(target: str | os.PathLike[str] | URL | None) -> URL:
     elif url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
     return url
+
+
+def _parse_url(text: str) -> URL:
+    """A URL from its text; a bad one is refused without showing its credentials."""
+    scheme, _, rest = text.partition("://")
+    authority = rest.split("/", 1)[0]
+    # Credentials are everything up to the last "@": with an unescaped "@" in
+    # the password, the parser would take part of the password for the host.
+    shown = f"{scheme}://***@{authority.rpartition('@')[2]}" if "@" in authority else text
+    if authority.count("@") > 1:
+        raise CheckpointDBError(
+            f"bad database URL {shown!r}: its user name or password contains '@'; "
+            "write it as %40"
+        )
+    try:
+        return make_url(text)
+    except (ValueError, ArgumentError) as exc:
+        reason = str(exc).replace(text, shown)
+        credentials = authority.rpartition("@")[0]
+        if credentials and any(part and part in reason for part in credentials.split(":")):
+            reason = type(exc).__name__
+        raise CheckpointDBError(
+            f"bad database URL {shown!r} ({reason}); expected "
+            "postgresql+psycopg://user:password@host:port/database or an SQLite path"
+        ) from None
 
 
 def describe(url: URL) -> str:
@@ -169,6 +201,8 @@ def prepare_sqlite_file(path: Path, *, create: bool = True) -> None:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except FileExistsError:
             pass
+        except OSError as exc:  # a read-only or unwritable directory, say
+            raise CheckpointDBError(f"cannot create database {path}: {exc.strerror}") from None
         else:
             os.close(fd)
             return
@@ -290,7 +324,12 @@ def translate_error(exc: BaseException, where: str, busy_timeout: float) -> Chec
             return CheckpointDBError(f"cannot open {where} ({message})")
     sqlstate = getattr(orig, "sqlstate", None)
     if sqlstate is not None:
-        if sqlstate in ("55P03", "57014", "40P01"):  # lock_not_available, canceled, deadlock
+        if sqlstate in CONFLICT_SQLSTATES:
+            return StoreBusyError(
+                f"{where}: the server rolled the transaction back to resolve a conflict "
+                f"with another writer ({message}). Nothing was written; retry."
+            )
+        if sqlstate in ("55P03", "57014"):  # lock_not_available, query_canceled
             return StoreBusyError(
                 f"{where}: gave up waiting for a lock after {busy_timeout:g}s ({message}). "
                 "Nothing was written; retry, or raise busy_timeout."
@@ -390,7 +429,13 @@ _MAX_IDLE_SQLITE_CONNECTIONS = 8
 
 
 def create_sqlalchemy_engine(
-    url: URL, *, synchronous: str, busy_timeout: float, echo: bool = False, read_only: bool = False
+    url: URL,
+    *,
+    synchronous: str,
+    busy_timeout: float,
+    echo: bool = False,
+    read_only: bool = False,
+    pool_size: int = DEFAULT_SETTINGS["pool_size"],
 ) -> Engine:
     """Build the Engine for ``url`` with this package's connection settings.
 
@@ -438,11 +483,22 @@ def create_sqlalchemy_engine(
         return create_engine(
             url,
             echo=echo,
-            pool_pre_ping=True,
-            pool_size=DEFAULT_SETTINGS["pool_size"],
+            # No pre-ping (a round trip per transaction): a connection found
+            # dead before any statement was answered is replaced and the
+            # transaction run again (see _Transaction).
+            pool_size=pool_size,
             max_overflow=DEFAULT_SETTINGS["max_overflow"],
             pool_recycle=DEFAULT_SETTINGS["pool_recycle"],
-            connect_args={"options": options, "application_name": "checkpointdb"},
+            pool_timeout=busy_timeout,
+            connect_args={
+                "options": options,
+                "application_name": "checkpointdb",
+                # No server-side prepared statements: a pooler in transaction
+                # mode (PgBouncer) hands the next transaction another server
+                # connection, where they do not exist; preparing also costs
+                # a round trip of its own.
+                "prepare_threshold": None,
+            },
             json_serializer=dumps_jsonb,
         )
     raise CheckpointDBError(
@@ -466,6 +522,7 @@ class Database:
         busy_timeout: float = DEFAULT_SETTINGS["busy_timeout"],
         echo: bool = False,
         read_only: bool = False,
+        pool_size: int = DEFAULT_SETTINGS["pool_size"],
     ) -> None:
         sync = str(synchronous).upper()
         if sync not in ("NORMAL", "FULL", "EXTRA"):
@@ -476,6 +533,9 @@ class Database:
             raise CheckpointDBError(
                 f"busy_timeout must be a positive number of seconds, got {busy_timeout!r}"
             )
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            raise CheckpointDBError(f"pool_size must be an integer >= 1, got {pool_size!r}")
+        self.pool_size = pool_size
         self.url = url
         self.dialect_name = url.get_backend_name()
         self.where = describe(url)
@@ -490,7 +550,12 @@ class Database:
         self._lock = threading.Lock()
         self._closed = False
         self._engine = create_sqlalchemy_engine(
-            url, synchronous=sync, busy_timeout=self.busy_timeout, echo=echo, read_only=read_only
+            url,
+            synchronous=sync,
+            busy_timeout=self.busy_timeout,
+            echo=echo,
+            read_only=read_only,
+            pool_size=pool_size,
         )
         self._pid = os.getpid()
         # SQLite: connections parked between transactions (LIFO), and those in use.
@@ -543,6 +608,11 @@ class Database:
                 break
         self._engine.dispose()
 
+    @property
+    def max_connections(self) -> int:
+        """Connections the pool opens at most (PostgreSQL; SQLite has no such limit)."""
+        return self.pool_size + int(DEFAULT_SETTINGS["max_overflow"])
+
     def in_use(self) -> int:
         """Connections checked out by transactions (and streams) right now."""
         if self.is_sqlite:
@@ -579,8 +649,17 @@ class Database:
             else:
                 self._busy.add(raw)
                 return raw
-        with self.errors:
-            raw = engine.raw_connection()
+        try:
+            with self.errors:
+                raw = engine.raw_connection()
+        except PoolTimeoutError as exc:
+            raise StoreBusyError(
+                f"{self.where}: all {self.max_connections} connections of this store's pool "
+                f"(pool_size {self.pool_size} + {DEFAULT_SETTINGS['max_overflow']} overflow) "
+                "stayed in use "
+                f"for {self.busy_timeout:g}s. Nothing was written; use fewer threads at once, "
+                "or raise pool_size (CheckpointStore(url, pool_size=...))."
+            ) from exc
         if self.is_sqlite:
             self._busy.add(raw)
         return raw
@@ -610,7 +689,12 @@ class Database:
             raw.close()
 
     def transaction(
-        self, *, write: bool = False, snapshot: bool = True, commit: bool = True
+        self,
+        *,
+        write: bool = False,
+        snapshot: bool = True,
+        commit: bool = True,
+        stream: bool = False,
     ) -> AbstractContextManager[Cursor]:
         """One short transaction on a pooled connection: COMMIT on success, else ROLLBACK.
 
@@ -619,23 +703,29 @@ class Database:
                 lock (up to busy_timeout) before reading anything, so the
                 transaction can never fail later on a lock upgrade.
             snapshot: for reads, run every statement on one snapshot (``BEGIN``
-                on SQLite). A single-statement read passes False and skips the
-                round trip. PostgreSQL's driver always begins by itself.
+                on SQLite, ``REPEATABLE READ READ ONLY`` on PostgreSQL). A
+                single-statement read passes False: on PostgreSQL it then runs
+                outside any transaction, in one round trip.
             commit: False rolls the transaction back at the end (a dry run that
                 runs the real statements and reports what they did).
+            stream: the body reads through a server-side cursor, which on
+                PostgreSQL needs a transaction even for one statement.
 
         Raises:
+            StaleConnectionError: PostgreSQL, the pooled connection was found
+                dead before the server answered any statement; nothing ran.
             StoreBusyError, StoreFullError, CorruptDatabaseError, CheckpointDBError:
                 driver errors, translated; the transaction was rolled back.
         """
         if write and self.read_only:
             raise read_only_error(self.where)
         if not self.is_sqlite:
-            begin = None
-        elif write:
-            begin = "BEGIN IMMEDIATE"
-        else:
-            begin = "BEGIN" if snapshot else None
+            if write:
+                return _PgTransaction(self, "BEGIN", commit, pipeline=True)
+            if snapshot:
+                return _PgTransaction(self, _PG_SNAPSHOT, commit, pipeline=False)
+            return _PgTransaction(self, "BEGIN" if stream else None, commit, pipeline=False)
+        begin = "BEGIN IMMEDIATE" if write else "BEGIN" if snapshot else None
         return _Transaction(self, begin, commit)
 
     @contextmanager
@@ -748,6 +838,172 @@ class _Transaction:
             raise exc
 
 
+# How a PostgreSQL read of several statements sees one moment.
+_PG_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
+
+class StaleConnectionError(CheckpointDBError):
+    """A pooled PostgreSQL connection was dead before the server answered any statement.
+
+    Nothing of the transaction ran, so :func:`~checkpointdb.operations.perform`
+    runs it again on another connection.
+    """
+
+
+class _PgCursor:
+    """A psycopg cursor that records whether the server has answered a statement yet.
+
+    Until it has, a failure of the connection means nothing of the
+    transaction ran. In pipeline mode (writes) statements are queued and
+    sent together with the next fetch: BEGIN rides with the first statement.
+    """
+
+    __slots__ = ("_cursor", "answered", "connection", "pipeline")
+
+    def __init__(self, cursor: Any, pipeline: Any) -> None:
+        self._cursor = cursor
+        self.connection = cursor.connection
+        self.pipeline = pipeline
+        self.answered = False
+
+    def execute(self, operation: Any, parameters: Any = None) -> _PgCursor:
+        """Run (in pipeline mode: queue) one statement."""
+        self._cursor.execute(operation, parameters)
+        if self.pipeline is None:
+            self.answered = True
+        return self
+
+    def sync(self) -> None:
+        """Wait for the answers to every queued statement."""
+        if self.pipeline is not None:
+            self.pipeline.sync()
+        self.answered = True
+
+    @property
+    def rowcount(self) -> int:
+        """Rows the last statement affected (waits for its answer)."""
+        self.sync()
+        return int(self._cursor.rowcount)
+
+    def fetchone(self) -> Any:
+        """Next row or None."""
+        row = self._cursor.fetchone()
+        self.answered = True
+        return row
+
+    def fetchall(self) -> list[Any]:
+        """All remaining rows."""
+        rows: list[Any] = self._cursor.fetchall()
+        self.answered = True
+        return rows
+
+    def fetchmany(self, size: int) -> list[Any]:
+        """Up to ``size`` more rows."""
+        rows: list[Any] = self._cursor.fetchmany(size)
+        self.answered = True
+        return rows
+
+    def close(self) -> None:
+        """Release the cursor."""
+        self._cursor.close()
+
+
+class _PgTransaction:
+    """The context manager behind :meth:`Database.transaction` on PostgreSQL.
+
+    The connection runs in autocommit mode and the transaction is ours:
+    a one-statement read runs bare (one round trip); a write queues BEGIN
+    and its statements in a pipeline, so BEGIN costs no round trip of its
+    own and a create takes three (take the seq, insert, COMMIT). There is
+    no pre-ping: a connection found dead before the server answered
+    anything raises :class:`StaleConnectionError` (nothing ran), any later
+    failure is reported as it is.
+    """
+
+    __slots__ = ("_begin", "_commit", "_cursor", "_db", "_pipeline", "_raw", "_use_pipeline")
+
+    def __init__(self, db: Database, begin: str | None, commit: bool, *, pipeline: bool) -> None:
+        self._db = db
+        self._begin = begin
+        self._commit = commit
+        self._use_pipeline = pipeline
+        self._pipeline: Any = None
+
+    def __enter__(self) -> Cursor:
+        raw = self._raw = self._db.checkout()
+        dbapi: Any = raw.dbapi_connection
+        try:
+            dbapi.autocommit = True
+            pipeline = None
+            if self._use_pipeline:
+                self._pipeline = dbapi.pipeline()  # a context manager
+                pipeline = self._pipeline.__enter__()
+            cursor = self._cursor = _PgCursor(raw.cursor(), pipeline)
+            if self._begin is not None:
+                cursor.execute(self._begin)
+                # BEGIN alone says nothing ran; only a statement of the body's does.
+                cursor.answered = False
+        except BaseException as exc:
+            self._cursor = None  # type: ignore[assignment]
+            self._end(exc)
+        return cast(Cursor, cursor)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            self._end(exc)
+        cursor = self._cursor
+        try:
+            if self._begin is not None:
+                if not cursor.answered:
+                    # Never send COMMIT with the first statements: a connection
+                    # lost then would leave unknown whether they were applied.
+                    cursor.sync()
+                cursor.execute("COMMIT" if self._commit else "ROLLBACK")
+            # Leaving the pipeline sends what is queued and waits for the answers.
+            self._leave_pipeline(None)
+            cursor.close()
+            self._raw.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+        except BaseException as failure:
+            self._end(failure)
+        self._db.checkin(self._raw)
+
+    def _leave_pipeline(self, exc: BaseException | None) -> None:
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            pipeline.__exit__(None if exc is None else type(exc), exc, None)
+
+    def _end(self, exc: BaseException) -> NoReturn:
+        """Roll back after ``exc``, release the connection and re-raise it translated."""
+        raw = self._raw
+        dbapi: Any = raw.dbapi_connection
+        try:
+            with suppress(Exception):
+                self._leave_pipeline(exc)
+            dbapi.rollback()
+            dbapi.autocommit = False
+        except Exception:  # the connection may be dead; do not reuse it
+            raw.invalidate()
+        stale = (
+            isinstance(exc, Exception)
+            and is_driver_error(exc)
+            and (self._cursor is None or not self._cursor.answered)
+            and bool(dbapi is None or dbapi.closed)
+        )
+        self._db.checkin(raw)
+        if stale:
+            raise StaleConnectionError(
+                f"{self._db.where}: the connection was lost before any statement ran "
+                f"({str(exc).strip()})"
+            ) from exc
+        with self._db.errors:
+            raise exc
+
+
 # SQLite databases open in this process, for the fork hook below.
 _sqlite_databases: weakref.WeakSet[Database] = weakref.WeakSet()
 
@@ -768,6 +1024,16 @@ def _prepare_sqlite_stores_for_fork() -> None:
 
 if sys.platform != "win32":
     os.register_at_fork(before=_prepare_sqlite_stores_for_fork)
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """True if ``exc`` (or the driver error behind it) is a deadlock or serialization failure."""
+    while exc is not None:
+        orig = exc.orig if isinstance(exc, DBAPIError) else exc
+        if getattr(orig, "sqlstate", None) in CONFLICT_SQLSTATES:
+            return True
+        exc = exc.__cause__  # type: ignore[assignment]
+    return False
 
 
 def is_driver_error(exc: Exception) -> bool:

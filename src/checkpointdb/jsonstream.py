@@ -23,6 +23,15 @@ _WHITESPACE = " \t\n\r"
 _KIND_BY_FIRST_CHAR = {"{": "dict", '"': "str", "t": "bool", "f": "bool", "n": "NoneType"}
 
 
+def unreadable_json(exc: RecursionError | ValueError, where: int) -> ImportFormatError:
+    """Why valid-looking JSON text cannot be read: too deep, or a number too long."""
+    if isinstance(exc, RecursionError):
+        reason = "nested too deeply to read"
+    else:  # Python refuses to convert integers of more than 4300 digits
+        reason = f"a number that cannot be read ({str(exc).split(';')[0]})"
+    return ImportFormatError(f"import data is not valid JSON: {reason}, at character {where}")
+
+
 class JSONArrayReader:
     """Iterate over the elements of the JSON array in a text or binary stream.
 
@@ -99,6 +108,8 @@ class JSONArrayReader:
                     f"import data is not valid JSON: {exc.msg} at character "
                     f"{exc.pos + self._dropped}"
                 ) from None
+            except (RecursionError, ValueError) as exc:
+                raise unreadable_json(exc, self._dropped + self._pos) from None
             # A number may continue in the next chunk: decode it again with more text.
             if end == len(self._buffer) and self._read(want):
                 continue

@@ -31,6 +31,7 @@ from typing import IO, Any, Generic, Literal, Protocol, TypeVar, cast, overload
 import jsonpatch
 
 from .checkpoint import (
+    MAX_SEQ,
     STORED,
     STORED_OFF,
     Checkpoint,
@@ -44,7 +45,7 @@ from .checkpoint import (
 )
 from .engine import Cursor
 from .errors import ImportFormatError, InvalidDataError, NaiveDatetimeError, NotFoundError
-from .jsonstream import JSONArrayReader
+from .jsonstream import JSONArrayReader, unreadable_json
 from .operations import (
     Context,
     Operation,
@@ -177,8 +178,8 @@ def _check_age(value: object) -> timedelta:
 def _check_limit(value: object, label: str, minimum: int, optional: bool) -> None:
     if value is None and optional:
         return
-    if type(value) is not int or value < minimum:
-        allowed = f"an int >= {minimum}" + (" or None" if optional else "")
+    if type(value) is not int or not minimum <= value <= MAX_SEQ:
+        allowed = f"an int from {minimum} to {MAX_SEQ}" + (" or None" if optional else "")
         raise InvalidDataError(f"{label} must be {allowed}, got {value!r}")
 
 
@@ -458,6 +459,15 @@ class ManagerBase(ABC, Generic[DataT]):
     def _find(self, query: FindQuery) -> Callable[[Cursor], Iterable[Checkpoint]]:
         return find_body(self._context().repo, replace(query, session_id=self.session_id))
 
+    def _everything(self) -> Callable[[Cursor], Iterable[Checkpoint]]:
+        """Every live checkpoint of the session, oldest first, in one query."""
+        return self._find(session_filters(newest_first=False))
+
+    def _all_at_once(self) -> Operation[list[Checkpoint], list[Checkpoint]]:
+        """Every live checkpoint as one moment saw them (one snapshot)."""
+        body = self._everything()
+        return read(lambda cursor: list(body(cursor)), snapshot=True)
+
     # -- writing ----------------------------------------------------------------
 
     def _create(
@@ -609,15 +619,18 @@ class ManagerBase(ABC, Generic[DataT]):
             return Ready(False)
         now = datetime.now(UTC)
         repo, session_id = self._context().repo, self.session_id
-        return Operation(
-            lambda cursor: bool(repo.delete(cursor, session_id, seq, now)), unchanged, write=True
-        )
+        def body(cursor: Cursor) -> bool:
+            repo.lock_existing_session(cursor, session_id)
+            return bool(repo.delete(cursor, session_id, seq, now))
+
+        return Operation(body, unchanged, write=True)
 
     def _pop(self) -> Operation[Checkpoint | None, Checkpoint | None]:
         now = datetime.now(UTC)
         repo, session_id = self._context().repo, self.session_id
 
         def body(cursor: Cursor) -> Checkpoint | None:
+            repo.lock_existing_session(cursor, session_id)
             newest = repo.latest(cursor, session_id)
             if newest is not None:
                 repo.delete(cursor, session_id, newest.seq, now)
@@ -631,6 +644,7 @@ class ManagerBase(ABC, Generic[DataT]):
         repo, session_id = self._context().repo, self.session_id
 
         def body(cursor: Cursor) -> int:
+            repo.lock_existing_session(cursor, session_id)
             self._require_live(repo, cursor, seq)
             return len(repo.delete_after(cursor, session_id, seq, now))
 
@@ -648,14 +662,18 @@ class ManagerBase(ABC, Generic[DataT]):
         to_store = self._policy_to_store
 
         def body(cursor: Cursor) -> int:
+            # Both session rows locked first, in one order (by id), whatever the direction.
+            if session_id < new_session_id:
+                repo.lock_existing_session(cursor, session_id)
+            target_last_seq = repo.lock_session(cursor, new_session_id, now)
+            if session_id > new_session_id:
+                repo.lock_existing_session(cursor, session_id)
             self._require_live(repo, cursor, seq)
-            target = repo.session(cursor, new_session_id)
-            if target is not None and target.last_seq > 0:
+            if target_last_seq > 0:
                 raise InvalidDataError(
                     f"cannot fork into session {new_session_id!r}: it already has checkpoints "
-                    f"(last id {format_id(new_session_id, target.last_seq)}); fork into a new one"
+                    f"(last id {format_id(new_session_id, target_last_seq)}); fork into a new one"
                 )
-            repo.lock_session(cursor, new_session_id, now)
             return repo.fork(cursor, session_id, seq, new_session_id, history, now, to_store)
 
         def finish(copied: int) -> str:
@@ -688,9 +706,11 @@ class ManagerBase(ABC, Generic[DataT]):
             logger.info("session %s: cleared %d checkpoints", session_id, count)
             return count
 
-        return Operation(
-            lambda cursor: len(repo.clear(cursor, session_id, now)), finish, write=True
-        )
+        def body(cursor: Cursor) -> int:
+            repo.lock_existing_session(cursor, session_id)
+            return len(repo.clear(cursor, session_id, now))
+
+        return Operation(body, finish, write=True)
 
     def _compact(
         self, keep_recent: int | None, older_than: timedelta | None, dry_run: bool
@@ -704,6 +724,7 @@ class ManagerBase(ABC, Generic[DataT]):
         repo, session_id = self._context().repo, self.session_id
 
         def body(cursor: Cursor) -> tuple[list[Removed], dict[str, int]]:
+            repo.lock_existing_session(cursor, session_id)
             keep = given
             if keep is None:
                 info = repo.session(cursor, session_id)
@@ -728,11 +749,11 @@ class ManagerBase(ABC, Generic[DataT]):
         if seq is None:
             return Ready(False)
         repo, session_id = self._context().repo, self.session_id
-        return Operation(
-            lambda cursor: repo.set_pinned(cursor, session_id, seq, pinned),
-            unchanged,
-            write=True,
-        )
+        def body(cursor: Cursor) -> bool:
+            repo.lock_existing_session(cursor, session_id)
+            return repo.set_pinned(cursor, session_id, seq, pinned)
+
+        return Operation(body, unchanged, write=True)
 
     def _import(self, json_data: str) -> Operation[int, int]:
         entries = self._parse_import(json_data)
@@ -746,7 +767,8 @@ class ManagerBase(ABC, Generic[DataT]):
             for index, entry in enumerate(JSONArrayReader(stream, progress=progress)):
                 yield self._import_entry(index, entry, seen)
 
-        return self._insert_imported(entries)
+        # The stream cannot be read twice: a transaction rolled back is not run again.
+        return self._insert_imported(entries)._replace(retry=False)
 
     def _insert_imported(
         self, entries: Callable[[], Iterable[_ImportEntry]]
@@ -801,6 +823,8 @@ class ManagerBase(ABC, Generic[DataT]):
             document = json.loads(json_data)
         except json.JSONDecodeError as exc:
             raise ImportFormatError(f"import data is not valid JSON: {exc}") from None
+        except (RecursionError, ValueError) as exc:
+            raise unreadable_json(exc, 0) from None
         if not isinstance(document, list):
             raise ImportFormatError(
                 f"import data must be a JSON list of checkpoints, got {type(document).__name__}"
@@ -1348,8 +1372,11 @@ class CheckpointManager(ManagerBase[DataT]):
         return self._resume(self.get_latest(), default)
 
     def get_all(self) -> list[Checkpoint[DataT]]:
-        """Every live checkpoint, oldest first. For large sessions iterate instead."""
-        return list(self)
+        """Every live checkpoint, oldest first, as one moment saw them.
+
+        For large sessions use :meth:`export_to` or :meth:`find`, which stream.
+        """
+        return self._typed_list(perform(self._all_at_once(), self._db))
 
     def get_recent(self, n: int) -> list[Checkpoint[DataT]]:
         """The newest ``n`` checkpoints, oldest first (one indexed query)."""
@@ -1430,18 +1457,21 @@ class CheckpointManager(ManagerBase[DataT]):
     # -- export / import --------------------------------------------------------
 
     def export(self) -> str:
-        """Every checkpoint as export JSON: a list of ``Checkpoint.to_dict()``, oldest first."""
-        return export_json(self._stored(newest_first=False))
+        """Every checkpoint as export JSON: a list of ``Checkpoint.to_dict()``, oldest first.
 
-    def _stored(self, newest_first: bool) -> Generator[Checkpoint, None, None]:
-        """The session's checkpoints as stored (JSON data, whatever the model), in one query."""
-        return stream(self._db, self._find(session_filters(newest_first=newest_first)))
+        The checkpoints of one moment: read in one snapshot, whatever other
+        processes write meanwhile. The stored JSON, whatever the manager's model.
+        """
+        checkpoints = perform(self._all_at_once(), self._db)
+        return export_json(checkpoints)
 
     def export_to(self, stream: IO[str], progress: Callable[[int], object] | None = None) -> int:
         """Write :meth:`export`'s exact text to a text stream, reading rows a page at a time.
 
-        Memory stays bounded however large the session; the rows come from
-        one query, so the file is one consistent snapshot.
+        Memory stays bounded however large the session. The rows are read in
+        one read transaction (PostgreSQL: ``REPEATABLE READ READ ONLY``,
+        through a server-side cursor), so the file is the session as it was
+        at one moment, whatever other processes write meanwhile.
 
         Args:
             stream: where to write (a file opened for text, ``sys.stdout``...).
@@ -1452,7 +1482,7 @@ class CheckpointManager(ManagerBase[DataT]):
         """
         count = 0
         stream.write("[")
-        for checkpoint in self._stored(newest_first=False):
+        for checkpoint in self._snapshot():
             entry = json.dumps(checkpoint.to_dict(), indent=2, ensure_ascii=False)
             # Indented as a list item; JSON text has no raw newline inside strings.
             stream.write(("\n  " if count == 0 else ",\n  ") + entry.replace("\n", "\n  "))
@@ -1512,6 +1542,10 @@ class CheckpointManager(ManagerBase[DataT]):
             page = perform(self._page(after), self._db)
             yield from self._typed_list(page)
             after = next_page(page)
+
+    def _snapshot(self) -> Iterator[Checkpoint]:
+        """Stream every live checkpoint, oldest first, in one read transaction."""
+        return stream(self._db, self._everything(), snapshot=True)
 
     # -- find -------------------------------------------------------------------
 

@@ -15,14 +15,23 @@ never reaches into the store.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from .checkpoint import Checkpoint
-from .engine import Cursor, Database
+from .engine import Cursor, Database, StaleConnectionError, is_conflict
+from .errors import StoreBusyError
 from .query import FindQuery
 from .repository import Repository
+
+# How often a transaction the server rolled back to settle a deadlock or a
+# serialization failure is run in all, and the longest pause (seconds, times
+# the attempt) before running it again: the pause, random, lets the winner finish.
+CONFLICT_ATTEMPTS = 5
+CONFLICT_BACKOFF = 0.01
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -40,6 +49,9 @@ class Operation(NamedTuple, Generic[R, T]):
         snapshot: run a read of several statements on one snapshot.
         commit: False rolls the transaction back at the end (a dry run).
         autocommit: run outside any transaction (VACUUM refuses one).
+        retry: the body may run again after the server rolled its transaction
+            back (False when it consumes something it cannot read twice, such
+            as a stream).
     """
 
     body: Callable[[Cursor], R]
@@ -48,6 +60,7 @@ class Operation(NamedTuple, Generic[R, T]):
     snapshot: bool = True
     commit: bool = True
     autocommit: bool = False
+    retry: bool = True
 
 
 @dataclass(frozen=True)
@@ -99,20 +112,55 @@ def perform(plan: Plan[T], db: Database) -> T:
     if plan.autocommit:
         with db.outside_transaction() as cursor:
             result = plan.body(cursor)
-    else:
-        with db.transaction(write=plan.write, snapshot=plan.snapshot, commit=plan.commit) as cursor:
-            result = plan.body(cursor)
+        return plan.finish(result)
+    attempt = 1
+    while True:
+        try:
+            with db.transaction(
+                write=plan.write, snapshot=plan.snapshot, commit=plan.commit
+            ) as cursor:
+                result = plan.body(cursor)
+            break
+        except StaleConnectionError:
+            # Found dead before the server answered anything: nothing ran.
+            # Each attempt takes another pooled connection (or a new one).
+            if not plan.retry or attempt > db.max_connections:
+                raise
+            attempt += 1
+        except StoreBusyError as exc:
+            # A deadlock or serialization failure: the server rolled the whole
+            # transaction back and nothing was acknowledged, so run it again.
+            if not (plan.retry and is_conflict(exc)):
+                raise
+            if attempt >= CONFLICT_ATTEMPTS:
+                raise StoreBusyError(f"{exc} (tried {attempt} times)") from exc.__cause__
+            time.sleep(random.uniform(0, CONFLICT_BACKOFF * attempt))
+            attempt += 1
     return plan.finish(result)
 
 
-def stream(db: Database, body: Callable[[Cursor], Iterable[T]]) -> Generator[T, None, None]:
+def stream(
+    db: Database, body: Callable[[Cursor], Iterable[T]], *, snapshot: bool = False
+) -> Generator[T, None, None]:
     """The items of ``body(cursor)``, read lazily inside one transaction.
 
     The transaction (and its pooled connection) ends when the iterator is
-    exhausted or closed.
+    exhausted or closed. ``snapshot`` makes every statement of the body see
+    one moment (one query always does).
     """
-    with db.transaction(snapshot=False) as cursor:
-        yield from body(cursor)
+    attempt = 1
+    while True:
+        started = False
+        try:
+            with db.transaction(snapshot=snapshot, stream=True) as cursor:
+                for item in body(cursor):
+                    started = True
+                    yield item
+            return
+        except StaleConnectionError:
+            if started or attempt > db.max_connections:
+                raise
+            attempt += 1
 
 
 def find_body(repo: Repository, query: FindQuery) -> Callable[[Cursor], Iterable[Checkpoint]]:

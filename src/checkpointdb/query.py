@@ -54,6 +54,7 @@ from sqlalchemy import (
     select,
 )
 
+from .checkpoint import MAX_SEQ
 from .errors import InvalidDataError
 from .models import checkpoints_table
 from .types import dumps_jsonb, require_aware
@@ -227,8 +228,10 @@ class FindQuery:
             NaiveDatetimeError: ``since`` or ``until`` has no timezone.
             InvalidDataError: any other bad argument, named in the message.
         """
-        if limit is not None and (type(limit) is not int or limit < 0):
-            raise InvalidDataError(f"limit must be an int >= 0 or None, got {limit!r}")
+        if limit is not None and (type(limit) is not int or not 0 <= limit <= MAX_SEQ):
+            raise InvalidDataError(
+                f"limit must be an int from 0 to {MAX_SEQ} or None, got {limit!r}"
+            )
         if type(newest_first) is not bool:
             raise InvalidDataError(f"newest_first must be True or False, got {newest_first!r}")
         return cls(

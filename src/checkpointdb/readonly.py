@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +90,18 @@ _READING_PRAGMAS_WITH_ARGUMENT = frozenset(
 _WRITE_REFUSED = "the query tries to write; `checkpointdb sql` is read-only and nothing was changed"
 
 
+# Seconds a query may run before it is stopped (``checkpointdb sql --timeout``).
+DEFAULT_TIMEOUT = 30.0
+# SQLite virtual machine steps between two checks of the clock (and of Ctrl-C).
+_STEPS_PER_CHECK = 10_000
+
+
 def run_read_only(
-    store_or_url: CheckpointStore | str | os.PathLike[str] | URL | None, query: str
+    store_or_url: CheckpointStore | str | os.PathLike[str] | URL | None,
+    query: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_rows: int | None = None,
 ) -> tuple[Columns, Rows]:
     """Run ``query`` on a read-only connection and return its columns and rows.
 
@@ -97,6 +109,10 @@ def run_read_only(
         store_or_url: an open store (its database is used), an SQLite path, a
             URL, or None for ``$CHECKPOINTDB_URL``, else ``./checkpoints.db``.
         query: exactly one SQL statement.
+        timeout: seconds the query may run; the server stops it then (on
+            PostgreSQL as ``statement_timeout``, so a client that is gone
+            leaves no query running for longer).
+        max_rows: return at most this many rows (None: all).
 
     Returns:
         ``(columns, rows)``: the column names (empty for a statement that
@@ -112,17 +128,34 @@ def run_read_only(
     else:
         url = resolve_url(store_or_url)
     backend = url.get_backend_name()
+    if not timeout > 0:
+        raise CheckpointDBError(f"timeout must be a positive number of seconds, got {timeout!r}")
     if backend == "sqlite":
         path = Path(str(url.database))
         if not path.is_file():
             raise no_store_error(url)
-        return _run_sqlite(path, query)
+        return _run_sqlite(path, query, timeout, max_rows)
     if backend == "postgresql":
-        return _run_postgresql(url, query)
+        return _run_postgresql(url, query, timeout, max_rows)
     raise CheckpointDBError(f"unsupported database {describe(url)!r}")
 
 
-def _run_sqlite(path: Path, query: str) -> tuple[Columns, Rows]:
+def _fetch(cursor: Any, max_rows: int | None) -> Rows:
+    """At most ``max_rows`` rows of the cursor (all of them for None)."""
+    if max_rows is None:
+        return [tuple(row) for row in cursor.fetchall()]
+    return [tuple(row) for row in cursor.fetchmany(max_rows)]
+
+
+def _timed_out(where: str, timeout: float) -> CheckpointDBError:
+    return CheckpointDBError(
+        f"{where}: the query ran longer than {timeout:g}s and was stopped (raise --timeout)"
+    )
+
+
+def _run_sqlite(
+    path: Path, query: str, timeout: float, max_rows: int | None
+) -> tuple[Columns, Rows]:
     refusals: list[str] = []
 
     def authorize(action: int, arg1: str | None, arg2: str | None, *_: str | None) -> int:
@@ -153,11 +186,22 @@ def _run_sqlite(path: Path, query: str) -> tuple[Columns, Rows]:
         # database fail here, even for a query that touches no table.
         connection.execute("SELECT count(*) FROM sqlite_master").fetchall()
         connection.set_authorizer(authorize)
+        deadline = time.monotonic() + timeout
+        # Runs every few thousand steps: past the deadline it stops the query.
+        # Being Python, it also lets Ctrl-C in, which interrupts the query too.
+        connection.set_progress_handler(
+            lambda: time.monotonic() > deadline, _STEPS_PER_CHECK
+        )
         cursor = connection.execute(query)
-        rows = cursor.fetchall()
+        rows = _fetch(cursor, max_rows)
         columns = [column[0] for column in cursor.description or ()]
     except sqlite3.Error as exc:
         message = str(exc)
+        if message == "interrupted":
+            if time.monotonic() > deadline:
+                raise _timed_out(str(path), timeout) from exc
+            # Ctrl-C arrived in the progress handler, which stopped the query.
+            raise KeyboardInterrupt from exc
         if refusals:
             raise CheckpointDBError(f"{path}: {refusals[0]}; nothing was changed") from exc
         if "readonly database" in message:
@@ -170,7 +214,9 @@ def _run_sqlite(path: Path, query: str) -> tuple[Columns, Rows]:
     return columns, rows
 
 
-def _run_postgresql(url: URL, query: str) -> tuple[Columns, Rows]:
+def _run_postgresql(
+    url: URL, query: str, timeout: float, max_rows: int | None
+) -> tuple[Columns, Rows]:
     require_psycopg()
     import psycopg
 
@@ -187,17 +233,28 @@ def _run_postgresql(url: URL, query: str) -> tuple[Columns, Rows]:
         # made read-write ("must be set before any query").
         cursor.execute("SELECT 1")
         cursor.execute("SET LOCAL TIME ZONE 'UTC'")
+        # The server stops the query itself, even if this client is gone.
+        cursor.execute(f"SET LOCAL statement_timeout = {max(1, int(timeout * 1000))}")
         # Prepared: the server accepts exactly one statement.
         cursor.execute(query, prepare=True)
         columns = [column.name for column in cursor.description or ()]
-        rows = [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+        rows = _fetch(cursor, max_rows) if cursor.description else []
     except psycopg.errors.ReadOnlySqlTransaction as exc:
         raise CheckpointDBError(f"{where}: {_WRITE_REFUSED} ({_first_line(exc)})") from exc
+    except psycopg.errors.QueryCanceled as exc:
+        raise _timed_out(where, timeout) from exc
     except psycopg.Error as exc:
+        if "COPY" in str(exc) and "copy()" in str(exc):
+            raise CheckpointDBError(
+                f"{where}: COPY cannot run here; SELECT the rows instead (--json for "
+                "machine-readable output)"
+            ) from exc
         raise CheckpointDBError(f"{where}: {_first_line(exc)}") from exc
     finally:
-        if not connection.broken:
-            connection.rollback()
+        # A COPY left in progress makes ROLLBACK fail; closing ends it anyway.
+        with suppress(psycopg.Error):
+            if not connection.broken:
+                connection.rollback()
         connection.close()
     return columns, rows
 

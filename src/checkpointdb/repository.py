@@ -508,6 +508,14 @@ class Repository:
         self._session = self._compile(select(*_SESSION_COLUMNS).where(_s.id == session))
         self._sessions = self._compile(select(*_SESSION_COLUMNS).order_by(_s.id))
         self._count = self._compile(select(_s.checkpoint_count).where(_s.id == session))
+        # PostgreSQL only: SQLite's BEGIN IMMEDIATE already holds the one write lock.
+        self._lock_row = (
+            self._compile(
+                select(_s.last_seq).where(_s.id == session).with_for_update(key_share=True)
+            )
+            if name == "postgresql"
+            else None
+        )
         removed = (_cp.seq, _cp.payload_bytes)
         self._compact = self._compile(
             delete(checkpoints_table).where(_compaction_victims()).returning(*removed)
@@ -798,6 +806,18 @@ class Repository:
         serialise on it); on SQLite the write transaction already holds the lock.
         """
         return self.allocate(cursor, session_id, now, 0, rows=0).last_seq
+
+    def lock_existing_session(self, cursor: Cursor, session_id: str) -> None:
+        """Lock the session's row, if it exists, before touching any of its checkpoints.
+
+        Every write locks the session row first (create and import through
+        :meth:`allocate`, everything else through this), so two writers
+        never hold each other's rows in opposite orders: no deadlocks
+        between agents and maintenance. A no-op on SQLite, where the write
+        transaction already holds the database's one write lock.
+        """
+        if self._lock_row is not None:
+            self._run(cursor, self._lock_row, {"session_id": session_id})
 
     def _retention_params(
         self, session_id: str, keep_recent: int, older_than: datetime

@@ -94,6 +94,7 @@ class Expiry:
         """Expire one session, in a transaction of its own."""
 
         def body(cursor: Cursor) -> list[Removed]:
+            repo.lock_existing_session(cursor, session_id)
             return repo.expire(cursor, session_id, self.cutoff, self.now)
 
         def record(rows: list[Removed]) -> None:
@@ -131,6 +132,7 @@ def open_database(
     echo: bool,
     read_only: bool = False,
     create_in_existing: bool = False,
+    pool_size: int = DEFAULT_SETTINGS["pool_size"],
 ) -> tuple[Database, Repository]:
     """Open the database at ``url`` with its schema at head (created or upgraded).
 
@@ -153,7 +155,9 @@ def open_database(
         return db, repo
     # No connection is opened yet: a missing SQLite file is created (empty,
     # 0600), an existing one only has its header read.
-    db = Database(url, synchronous=synchronous, busy_timeout=busy_timeout, echo=echo)
+    db = Database(
+        url, synchronous=synchronous, busy_timeout=busy_timeout, echo=echo, pool_size=pool_size
+    )
     repo = Repository(db.engine.dialect, db.where)
     try:
         current = migrate.check_before_writing(
@@ -274,6 +278,7 @@ class StoreBase(ABC):
         repo, where = self.context().repo, self.where
 
         def body(cursor: Cursor) -> int:
+            repo.lock_existing_session(cursor, session_id)
             info = repo.session(cursor, session_id)
             if info is None:
                 raise NotFoundError(f"no session {session_id!r} in {where}")
@@ -328,6 +333,9 @@ class CheckpointStore(StoreBase):
         create_in_existing: create the checkpointdb tables in a database that
             already holds other tables (an application's PostgreSQL database,
             say); without it such a database is refused.
+        pool_size: PostgreSQL connections the store keeps open (5 more open
+            when busy); threads that find all of them in use wait up to
+            ``busy_timeout``, then get :class:`StoreBusyError`.
 
     Raises:
         NoStoreError: ``read_only`` and there is no checkpointdb store there.
@@ -349,6 +357,7 @@ class CheckpointStore(StoreBase):
         echo: bool = False,
         read_only: bool = False,
         create_in_existing: bool = False,
+        pool_size: int = DEFAULT_SETTINGS["pool_size"],
     ) -> None:
         self._set_limits(max_payload_bytes, max_depth)
         self._db, self._repo = open_database(
@@ -359,6 +368,7 @@ class CheckpointStore(StoreBase):
             echo=echo,
             read_only=read_only,
             create_in_existing=create_in_existing,
+            pool_size=pool_size,
         )
         self._context = Context(self._db, self._repo, self.encode)
 

@@ -116,8 +116,19 @@ def yes_no(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
+# Control characters (C0, DEL, C1) shown as escapes, so stored text cannot
+# move the cursor, recolour or retitle the terminal.
+_CONTROL_ESCAPES = {
+    code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))
+}
+
+
 def cell(value: Any) -> str:
-    """A value as a person reads it in a table."""
+    """A value as a person reads it in a table (control characters escaped)."""
+    return _cell(value).translate(_CONTROL_ESCAPES)
+
+
+def _cell(value: Any) -> str:
     if value is None:
         return "NULL"
     if isinstance(value, datetime):

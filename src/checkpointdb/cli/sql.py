@@ -12,6 +12,20 @@ from .common import Env, examples, json_option, verbatim
 
 @click.command("sql")
 @click.argument("query")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds the query may run before the database stops it.",
+)
+@click.option(
+    "--max-rows",
+    type=click.IntRange(min=1, max=2**63 - 2),
+    default=10_000,
+    show_default=True,
+    help="Print at most this many rows (a note says when more were left out).",
+)
 @json_option
 @click.pass_obj
 @examples(
@@ -27,11 +41,13 @@ from .common import Env, examples, json_option, verbatim
     "                 first_checkpoint_at, last_checkpoint_at, metadata,",
     "                 forked_from, max_checkpoints, compress_after, keep_recent",
 )
-def sql_command(env: Env, query: str, as_json: bool) -> None:
+def sql_command(env: Env, query: str, timeout: float, max_rows: int, as_json: bool) -> None:
     """Run one SQL query on a read-only connection.
 
     Nothing can be written: INSERT, UPDATE, DELETE, DDL, ATTACH and pragmas
-    that set a value are refused, and the database is left unchanged. QUERY
+    that set a value are refused, and the database is left unchanged. The
+    query is stopped after --timeout seconds (Ctrl-C stops it too); at most
+    --max-rows rows are printed. QUERY
     - reads it from stdin. Tables: sessions, checkpoints (data and metadata
     are JSON: json_extract() on SQLite, ->> on PostgreSQL). Two views give
     the same columns on SQLite and PostgreSQL, times as text such as
@@ -43,9 +59,14 @@ def sql_command(env: Env, query: str, as_json: bool) -> None:
 
     if query == "-":
         query = sys.stdin.read()
-    columns, rows = run_read_only(env.url(), query)
+    columns, rows = run_read_only(env.url(), query, timeout=timeout, max_rows=max_rows + 1)
+    cut = len(rows) > max_rows
+    rows = rows[:max_rows]
+    note = f"(only the first {output.count(max_rows, 'row')}: raise --max-rows for more)"
     if as_json:
         output.emit_json({"columns": columns, "rows": [list(row) for row in rows]})
+        if cut:
+            click.echo(note, err=True)
         return
     if not columns:
         output.line("(the statement returned no columns)")
@@ -65,7 +86,7 @@ def sql_command(env: Env, query: str, as_json: bool) -> None:
         right=numeric,
         give_way=wide_first,
     )
-    output.line(f"({output.count(len(rows), 'row')})")
+    output.line(note if cut else f"({output.count(len(rows), 'row')})")
 
 
 COMMANDS = (sql_command,)
