@@ -217,6 +217,12 @@ def export_json(checkpoints: Iterable[Checkpoint]) -> str:
     return json.dumps([cp.to_dict() for cp in checkpoints], indent=2, ensure_ascii=False)
 
 
+def json_patch(a: JSONDict, b: JSONDict) -> list[dict[str, Any]]:
+    """The RFC 6902 JSON Patch that turns ``a`` into ``b`` (``[]`` when they are equal)."""
+    patch: list[dict[str, Any]] = jsonpatch.make_patch(a, b).patch
+    return patch
+
+
 def log_callback_failure(checkpoint: Checkpoint) -> None:
     """Log the exception an on_checkpoint callback raised, with its traceback."""
     logger.exception(
@@ -731,8 +737,7 @@ class ManagerBase(ABC):
                 _found(cp, checkpoint_id)
                 for cp, checkpoint_id in zip(pair, (a_id, b_id), strict=True)
             )
-            patch: list[dict[str, Any]] = jsonpatch.make_patch(a.data, b.data).patch
-            return patch
+            return json_patch(a.data, b.data)
 
         return Operation(body, finish)
 
