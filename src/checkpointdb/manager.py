@@ -603,6 +603,7 @@ class ManagerBase(ABC):
         """Insert checked entries in one transaction; a bad one raises and rolls all back."""
         now = datetime.now(UTC)
         repo, session_id = self._context().repo, self.session_id
+        to_store = self._policy_to_store
 
         def rows(last: int, previous: int | None) -> Iterator[NewRow]:
             new_seqs: dict[str, int] = {}
@@ -621,7 +622,9 @@ class ManagerBase(ABC):
                 new_seqs[entry.id] = previous = last
 
         def body(cursor: Cursor) -> int:
-            last = repo.lock_session(cursor, session_id, now)
+            # Takes the session's lock, and stores this manager's policy
+            # arguments as a create does.
+            last = repo.allocate(cursor, session_id, now, 0, rows=0, policy=to_store).last_seq
             newest = repo.page_desc(cursor, session_id, FIRST_PAGE_BEFORE, 1)
             previous = newest[0].seq if newest else None
             return repo.insert_many(cursor, session_id, rows(last, previous), now)
