@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import URL
 
 from .checkpoint import STORED, Checkpoint, JSONDict, KeepRecent, Limit, SessionInfo
-from .engine import DEFAULT_SETTINGS, Database, describe, resolve_url
+from .engine import DEFAULT_SETTINGS, Database, Trace, describe, resolve_url
 from .errors import CheckpointDBError, StoreClosedError
 from .manager import (
     FIRST_PAGE_AFTER,
@@ -189,8 +189,9 @@ class AsyncCheckpointStore(StoreBase):
         url: an SQLite path, an SQLAlchemy URL (PostgreSQL needs
             ``postgresql+psycopg://``), or None
             for ``$CHECKPOINTDB_URL``, else ``./checkpoints.db``.
-        auto_upgrade, synchronous, busy_timeout, max_payload_bytes, max_depth, echo:
-            as for :class:`~checkpointdb.CheckpointStore`.
+        auto_upgrade, synchronous, busy_timeout, max_payload_bytes, max_depth, echo, trace:
+            as for :class:`~checkpointdb.CheckpointStore` (``trace`` is called
+            on the store's worker threads).
 
     Raises:
         SchemaTooNewError, SchemaOutOfDateError, CorruptDatabaseError, CheckpointDBError:
@@ -207,6 +208,7 @@ class AsyncCheckpointStore(StoreBase):
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
         echo: bool = False,
+        trace: Trace | None = None,
     ) -> None:
         self._set_limits(max_payload_bytes, max_depth)
         self._url = resolve_url(url)
@@ -215,6 +217,7 @@ class AsyncCheckpointStore(StoreBase):
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
         self._echo = echo
+        self._trace = trace
         # The worker and the managers' context, once open.
         self._opened: tuple[_Worker, Context] | None = None
         self._closed = False
@@ -230,6 +233,7 @@ class AsyncCheckpointStore(StoreBase):
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
         echo: bool = False,
+        trace: Trace | None = None,
     ) -> AsyncCheckpointStore:
         """Open a store: ``store = await AsyncCheckpointStore.open("agent.db")``."""
         store = cls(
@@ -240,6 +244,7 @@ class AsyncCheckpointStore(StoreBase):
             max_payload_bytes=max_payload_bytes,
             max_depth=max_depth,
             echo=echo,
+            trace=trace,
         )
         await store._open()
         return store
@@ -256,6 +261,7 @@ class AsyncCheckpointStore(StoreBase):
             synchronous=self._synchronous,
             busy_timeout=self._busy_timeout,
             echo=self._echo,
+            trace=self._trace,
         )
         if self._opened is None:
             self._opened = _Worker(db), Context(db, repo, self.encode)

@@ -23,7 +23,7 @@ import stat
 import sys
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
@@ -331,6 +331,61 @@ def _install_sqlite_hooks(engine: Engine, synchronous: str, busy_timeout: float)
             dbapi_connection.rollback()
 
 
+# A statement tracer: called with the text of each statement before it runs.
+Trace = Callable[[str], object]
+
+
+def _statement_text(query: Any, cursor: Any) -> str:
+    if isinstance(query, str):
+        return query
+    if isinstance(query, bytes):
+        return query.decode()
+    return str(query.as_string(cursor))  # psycopg's sql.Composable
+
+
+def _tracing(base: type[Any], trace: Trace) -> type[Any]:
+    """A psycopg cursor class that hands each statement to ``trace`` before running it."""
+
+    def report(query: Any, cursor: Any) -> None:
+        try:
+            trace(_statement_text(query, cursor))
+        except Exception:  # as SQLite does with its trace callback: the statement still runs
+            logger.exception("the trace callable failed; the statement runs anyway")
+
+    class TracingCursor(base):  # type: ignore[misc]
+        def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+            report(query, self)
+            return super().execute(query, *args, **kwargs)
+
+        def executemany(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+            report(query, self)
+            return super().executemany(query, *args, **kwargs)
+
+    return TracingCursor
+
+
+def _install_trace(engine: Engine, trace: Trace) -> None:
+    """Show ``trace`` every statement on every new DBAPI connection of ``engine``.
+
+    SQLite reports statements itself, with their values bound in, transaction
+    control included. psycopg has no such hook: the connection's cursor
+    classes (plain and server-side) report each statement as sent, with its
+    placeholders; COMMIT and ROLLBACK are driver calls and are not reported.
+    Without a tracer none of this is installed, so it costs nothing.
+    """
+    sqlite = engine.dialect.name == "sqlite"
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        if sqlite:
+            dbapi_connection.set_trace_callback(trace)
+        else:
+            dbapi_connection.cursor_factory = _tracing(dbapi_connection.cursor_factory, trace)
+            dbapi_connection.server_cursor_factory = _tracing(
+                dbapi_connection.server_cursor_factory, trace
+            )
+
+
 # SQLite connections a Database keeps open between transactions (per store).
 # More threads than this at once still work: the extra connections are closed
 # after use instead of kept.
@@ -338,9 +393,21 @@ _MAX_IDLE_SQLITE_CONNECTIONS = 8
 
 
 def create_sqlalchemy_engine(
-    url: URL, *, synchronous: str, busy_timeout: float, echo: bool = False
+    url: URL,
+    *,
+    synchronous: str,
+    busy_timeout: float,
+    echo: bool = False,
+    trace: Trace | None = None,
 ) -> Engine:
     """Build the Engine for ``url`` with this package's connection settings."""
+    engine = _new_engine(url, synchronous=synchronous, busy_timeout=busy_timeout, echo=echo)
+    if trace is not None:
+        _install_trace(engine, trace)
+    return engine
+
+
+def _new_engine(url: URL, *, synchronous: str, busy_timeout: float, echo: bool) -> Engine:
     backend = url.get_backend_name()
     if backend == "sqlite":
         engine = create_engine(
@@ -396,6 +463,7 @@ class Database:
         synchronous: str = DEFAULT_SETTINGS["synchronous"],
         busy_timeout: float = DEFAULT_SETTINGS["busy_timeout"],
         echo: bool = False,
+        trace: Trace | None = None,
     ) -> None:
         sync = str(synchronous).upper()
         if sync not in ("NORMAL", "FULL", "EXTRA"):
@@ -419,7 +487,7 @@ class Database:
         self._lock = threading.Lock()
         self._closed = False
         self._engine = create_sqlalchemy_engine(
-            url, synchronous=sync, busy_timeout=self.busy_timeout, echo=echo
+            url, synchronous=sync, busy_timeout=self.busy_timeout, echo=echo, trace=trace
         )
         self._pid = os.getpid()
         # SQLite: connections parked between transactions (LIFO), and those in use.

@@ -26,7 +26,7 @@ from sqlalchemy.engine import URL
 
 from . import migrate
 from .checkpoint import STORED, Checkpoint, KeepRecent, Limit, SessionInfo, format_id
-from .engine import DEFAULT_SETTINGS, Cursor, Database, resolve_url
+from .engine import DEFAULT_SETTINGS, Cursor, Database, Trace, resolve_url
 from .errors import CheckpointDBError, InvalidDataError, NotFoundError, PayloadTooLargeError
 from .manager import CheckpointManager, use_default_store
 from .operations import Context, Operation, find_body, perform, read, stream, unchanged
@@ -121,14 +121,20 @@ def _vacuum(repo: Repository) -> Operation[tuple[int, int], VacuumReport]:
 
 
 def open_database(
-    url: URL, *, auto_upgrade: bool, synchronous: str, busy_timeout: float, echo: bool
+    url: URL,
+    *,
+    auto_upgrade: bool,
+    synchronous: str,
+    busy_timeout: float,
+    echo: bool,
+    trace: Trace | None = None,
 ) -> tuple[Database, Repository]:
     """Open the database at ``url`` with its schema at head (created or upgraded).
 
     Raises:
         SchemaTooNewError, SchemaOutOfDateError, CorruptDatabaseError, CheckpointDBError
     """
-    db = Database(url, synchronous=synchronous, busy_timeout=busy_timeout, echo=echo)
+    db = Database(url, synchronous=synchronous, busy_timeout=busy_timeout, echo=echo, trace=trace)
     repo = Repository(db.engine.dialect, db.where)
     try:
         migrate.ensure_schema(db, repo, auto_upgrade=auto_upgrade)
@@ -285,6 +291,10 @@ class CheckpointStore(StoreBase):
         max_payload_bytes: largest accepted ``data`` or ``metadata``, as UTF-8 JSON.
         max_depth: deepest accepted nesting inside a payload.
         echo: log every statement SQLAlchemy runs (migrations and schema work).
+        trace: called with the text of every statement the store runs, hot
+            paths included (SQLite: with the values bound in, BEGIN and
+            COMMIT too; PostgreSQL: with placeholders). For debugging: it
+            sees your data. None (the default) installs nothing.
 
     Raises:
         SchemaTooNewError, SchemaOutOfDateError, CorruptDatabaseError, CheckpointDBError
@@ -300,6 +310,7 @@ class CheckpointStore(StoreBase):
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
         echo: bool = False,
+        trace: Trace | None = None,
     ) -> None:
         self._set_limits(max_payload_bytes, max_depth)
         self._db, self._repo = open_database(
@@ -308,6 +319,7 @@ class CheckpointStore(StoreBase):
             synchronous=synchronous,
             busy_timeout=busy_timeout,
             echo=echo,
+            trace=trace,
         )
         self._context = Context(self._db, self._repo, self.encode)
 
