@@ -268,6 +268,14 @@ def test_diff_old_values_follow_earlier_operations(store: CheckpointStore, run: 
     assert values == [4]
 
 
+def test_diff_shows_a_moved_member_as_moved(store: CheckpointStore, run: Run) -> None:
+    mgr = store.manager("s")
+    mgr.create("a", {"draft": {"steps": [1, 2, 3]}, "n": 1})
+    mgr.create("b", {"final": {"steps": [1, 2, 3]}, "n": 2})
+    shown = run("diff", "s:1", "s:2").stdout.splitlines()[2:]
+    assert sorted(shown) == ["> /final: moved from /draft", "~ /n: 1 -> 2"]
+
+
 def test_diff_across_sessions_and_of_equal_data(store: CheckpointStore, run: Run) -> None:
     branched(store)
     store.manager("s").fork("s:6", "b", history="latest")

@@ -36,7 +36,6 @@ _DIFF_STYLE = {
     "remove": ("-", "red"),
     "replace": ("~", "yellow"),
     "move": (">", "cyan"),
-    "copy": (">", "cyan"),
 }
 # Values in a readable diff longer than this are cut (--json gives them whole).
 DIFF_VALUE_WIDTH = 120
@@ -177,7 +176,6 @@ def diff_lines(before: Any, patch: list[dict[str, Any]]) -> Iterator[tuple[str, 
     as the operations before it left it, so each line shows what it changed.
     """
     import jsonpatch
-    import jsonpointer
 
     document = copy.deepcopy(before)
     for operation in patch:
@@ -187,14 +185,14 @@ def diff_lines(before: Any, patch: list[dict[str, Any]]) -> Iterator[tuple[str, 
         if op == "add":
             text = f"{shown_path}: {_value_text(operation['value'])}"
         elif op == "remove":
-            text = f"{shown_path}: {_value_text(jsonpointer.resolve_pointer(document, path))}"
+            text = f"{shown_path}: {_value_text(jsonpatch.JsonPointer(path).resolve(document))}"
         elif op == "replace":
-            old = _value_text(jsonpointer.resolve_pointer(document, path))
+            old = _value_text(jsonpatch.JsonPointer(path).resolve(document))
             text = f"{shown_path}: {old} -> {_value_text(operation['value'])}"
-        elif op in ("move", "copy"):
-            text = f"{shown_path}: {op}d from {operation['from']}"
-        else:  # "test" never comes out of a diff; shown rather than hidden if it did
-            text = f"{op} {shown_path}"
+        elif op == "move":
+            text = f"{shown_path}: moved from {operation['from']}"
+        else:  # "copy" and "test" never come out of a diff; shown, not hidden, if they did
+            text = f"{shown_path}: {op} {json.dumps(operation, ensure_ascii=False)}"
         yield f"{sign} {text}", colour
         document = jsonpatch.apply_patch(document, [operation])
 
