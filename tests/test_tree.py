@@ -301,6 +301,17 @@ def test_policy_is_stored_on_the_session_and_followed_by_other_managers(
         again.close()
 
 
+def test_an_import_stores_the_managers_policy_as_a_create_does(any_store: Any) -> None:
+    source = any_store.manager("source")
+    source.create("a", {})
+    exported = source.export()
+    importer = any_store.manager("s", max_checkpoints=7, compress_after=None, keep_recent=1)
+    importer.import_checkpoints(exported)
+    assert any_store.session("s").policy == RetentionPolicy(7, None, 1)
+    any_store.manager("s").import_checkpoints(exported)  # no arguments: the policy stays
+    assert any_store.session("s").policy == RetentionPolicy(7, None, 1)
+
+
 def test_session_metadata_is_usable(any_store: Any) -> None:
     mgr = _unbounded(any_store)
     mgr.set_session_metadata({"owner": "ü", "tags": [1]})

@@ -55,7 +55,7 @@ from typing import Any, TypeVar, cast, overload
 from sqlalchemy.engine import URL
 
 from .checkpoint import STORED, Checkpoint, DataT, JSONDict, KeepRecent, Limit, SessionInfo
-from .engine import DEFAULT_SETTINGS, Database, describe, resolve_url
+from .engine import DEFAULT_SETTINGS, Database, Trace, describe, resolve_url
 from .errors import CheckpointDBError, StoreClosedError
 from .manager import (
     FIRST_PAGE_AFTER,
@@ -201,7 +201,9 @@ class AsyncCheckpointStore(StoreBase):
             ``postgresql+psycopg://``), or None
             for ``$CHECKPOINTDB_URL``, else ``./checkpoints.db``.
         auto_upgrade, synchronous, busy_timeout, max_payload_bytes, max_depth, echo,
-        read_only, create_in_existing, pool_size: as for :class:`~checkpointdb.CheckpointStore`.
+        read_only, create_in_existing, pool_size, trace: as for
+            :class:`~checkpointdb.CheckpointStore` (``trace`` is called on the
+            store's worker threads).
 
     Raises:
         SchemaTooNewError, SchemaOutOfDateError, CorruptDatabaseError, CheckpointDBError:
@@ -221,6 +223,7 @@ class AsyncCheckpointStore(StoreBase):
         read_only: bool = False,
         create_in_existing: bool = False,
         pool_size: int = DEFAULT_SETTINGS["pool_size"],
+        trace: Trace | None = None,
     ) -> None:
         self._set_limits(max_payload_bytes, max_depth)
         self._url = resolve_url(url)
@@ -232,6 +235,7 @@ class AsyncCheckpointStore(StoreBase):
         self._busy_timeout = busy_timeout
         self._echo = echo
         self._pool_size = pool_size
+        self._trace = trace
         # The worker and the managers' context, once open.
         self._opened: tuple[_Worker, Context] | None = None
         self._closed = False
@@ -250,6 +254,7 @@ class AsyncCheckpointStore(StoreBase):
         read_only: bool = False,
         create_in_existing: bool = False,
         pool_size: int = DEFAULT_SETTINGS["pool_size"],
+        trace: Trace | None = None,
     ) -> AsyncCheckpointStore:
         """Open a store: ``store = await AsyncCheckpointStore.open("agent.db")``."""
         store = cls(
@@ -263,6 +268,7 @@ class AsyncCheckpointStore(StoreBase):
             read_only=read_only,
             create_in_existing=create_in_existing,
             pool_size=pool_size,
+            trace=trace,
         )
         await store._open()
         return store
@@ -282,6 +288,7 @@ class AsyncCheckpointStore(StoreBase):
             read_only=self._read_only,
             create_in_existing=self._create_in_existing,
             pool_size=self._pool_size,
+            trace=self._trace,
         )
         if self._opened is None:
             self._opened = _Worker(db), Context(db, repo, self.encode)

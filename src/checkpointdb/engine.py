@@ -26,7 +26,7 @@ import stat
 import sys
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
@@ -422,6 +422,61 @@ def _install_sqlite_hooks(
             dbapi_connection.rollback()
 
 
+# A statement tracer: called with the text of each statement before it runs.
+Trace = Callable[[str], object]
+
+
+def _statement_text(query: Any, cursor: Any) -> str:
+    if isinstance(query, str):
+        return query
+    if isinstance(query, bytes):
+        return query.decode()
+    return str(query.as_string(cursor))  # psycopg's sql.Composable
+
+
+def _tracing(base: type[Any], trace: Trace) -> type[Any]:
+    """A psycopg cursor class that hands each statement to ``trace`` before running it."""
+
+    def report(query: Any, cursor: Any) -> None:
+        try:
+            trace(_statement_text(query, cursor))
+        except Exception:  # as SQLite does with its trace callback: the statement still runs
+            logger.exception("the trace callable failed; the statement runs anyway")
+
+    class TracingCursor(base):  # type: ignore[misc]
+        def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+            report(query, self)
+            return super().execute(query, *args, **kwargs)
+
+        def executemany(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+            report(query, self)
+            return super().executemany(query, *args, **kwargs)
+
+    return TracingCursor
+
+
+def _install_trace(engine: Engine, trace: Trace) -> None:
+    """Show ``trace`` every statement on every new DBAPI connection of ``engine``.
+
+    SQLite reports statements itself, with their values bound in, transaction
+    control included. psycopg has no such hook: the connection's cursor
+    classes (plain and server-side) report each statement as sent, with its
+    placeholders; COMMIT and ROLLBACK are driver calls and are not reported.
+    Without a tracer none of this is installed, so it costs nothing.
+    """
+    sqlite = engine.dialect.name == "sqlite"
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        if sqlite:
+            dbapi_connection.set_trace_callback(trace)
+        else:
+            dbapi_connection.cursor_factory = _tracing(dbapi_connection.cursor_factory, trace)
+            dbapi_connection.server_cursor_factory = _tracing(
+                dbapi_connection.server_cursor_factory, trace
+            )
+
+
 # SQLite connections a Database keeps open between transactions (per store).
 # More threads than this at once still work: the extra connections are closed
 # after use instead of kept.
@@ -436,16 +491,39 @@ def create_sqlalchemy_engine(
     echo: bool = False,
     read_only: bool = False,
     pool_size: int = DEFAULT_SETTINGS["pool_size"],
+    trace: Trace | None = None,
 ) -> Engine:
     """Build the Engine for ``url`` with this package's connection settings.
 
     With ``read_only``, no connection it opens can write: SQLite files are
     opened with ``mode=ro`` (a missing file is not created), PostgreSQL
-    transactions are READ ONLY.
+    transactions are READ ONLY. ``trace`` sees every statement.
 
     Raises:
         MissingDriverError: a PostgreSQL URL and psycopg is not installed.
     """
+    engine = _new_engine(
+        url,
+        synchronous=synchronous,
+        busy_timeout=busy_timeout,
+        echo=echo,
+        read_only=read_only,
+        pool_size=pool_size,
+    )
+    if trace is not None:
+        _install_trace(engine, trace)
+    return engine
+
+
+def _new_engine(
+    url: URL,
+    *,
+    synchronous: str,
+    busy_timeout: float,
+    echo: bool,
+    read_only: bool,
+    pool_size: int,
+) -> Engine:
     backend = url.get_backend_name()
     if backend == "sqlite":
         read_only_options: dict[str, Any] = {}
@@ -523,6 +601,7 @@ class Database:
         echo: bool = False,
         read_only: bool = False,
         pool_size: int = DEFAULT_SETTINGS["pool_size"],
+        trace: Trace | None = None,
     ) -> None:
         sync = str(synchronous).upper()
         if sync not in ("NORMAL", "FULL", "EXTRA"):
@@ -556,6 +635,7 @@ class Database:
             echo=echo,
             read_only=read_only,
             pool_size=pool_size,
+            trace=trace,
         )
         self._pid = os.getpid()
         # SQLite: connections parked between transactions (LIFO), and those in use.

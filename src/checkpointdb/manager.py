@@ -266,6 +266,12 @@ def export_json(checkpoints: Iterable[Checkpoint]) -> str:
     return json.dumps([cp.to_dict() for cp in checkpoints], indent=2, ensure_ascii=False)
 
 
+def json_patch(a: JSONDict, b: JSONDict) -> list[dict[str, Any]]:
+    """The RFC 6902 JSON Patch that turns ``a`` into ``b`` (``[]`` when they are equal)."""
+    patch: list[dict[str, Any]] = jsonpatch.make_patch(a, b).patch
+    return patch
+
+
 def log_callback_failure(checkpoint: Checkpoint[Any]) -> None:
     """Log the exception an on_checkpoint callback raised, with its traceback."""
     logger.exception(
@@ -776,6 +782,7 @@ class ManagerBase(ABC, Generic[DataT]):
         """Insert checked entries in one transaction; a bad one raises and rolls all back."""
         now = datetime.now(UTC)
         repo, session_id = self._context().repo, self.session_id
+        to_store = self._policy_to_store
 
         def rows(
             pending: Iterable[_ImportEntry], last: int, previous: int | None
@@ -800,7 +807,9 @@ class ManagerBase(ABC, Generic[DataT]):
             first = next(pending, None)
             if first is None:
                 return 0  # nothing to import: no session is created
-            last = repo.lock_session(cursor, session_id, now)
+            # Takes the session's lock, and stores this manager's policy
+            # arguments as a create does.
+            last = repo.allocate(cursor, session_id, now, 0, rows=0, policy=to_store).last_seq
             newest = repo.page_desc(cursor, session_id, FIRST_PAGE_BEFORE, 1)
             previous = newest[0].seq if newest else None
             everything = itertools.chain((first,), pending)
@@ -919,8 +928,7 @@ class ManagerBase(ABC, Generic[DataT]):
                 _found(cp, checkpoint_id)
                 for cp, checkpoint_id in zip(pair, (a_id, b_id), strict=True)
             )
-            patch: list[dict[str, Any]] = jsonpatch.make_patch(a.data, b.data).patch
-            return patch
+            return json_patch(a.data, b.data)
 
         return Operation(body, finish)
 

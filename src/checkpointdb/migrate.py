@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import URL, Connection
 
-from .engine import DEFAULT_SETTINGS, Database, describe
+from .engine import DEFAULT_SETTINGS, Database, Trace, describe
 from .errors import (
     CheckpointDBError,
     ForeignDatabaseError,
@@ -115,6 +115,7 @@ def open_reader(
     synchronous: str = DEFAULT_SETTINGS["synchronous"],
     busy_timeout: float = DEFAULT_SETTINGS["busy_timeout"],
     echo: bool = False,
+    trace: Trace | None = None,
 ) -> Database:
     """Open ``url`` on connections that cannot write; a missing SQLite file is not created.
 
@@ -124,7 +125,12 @@ def open_reader(
     """
     try:
         return Database(
-            url, synchronous=synchronous, busy_timeout=busy_timeout, echo=echo, read_only=True
+            url,
+            synchronous=synchronous,
+            busy_timeout=busy_timeout,
+            echo=echo,
+            read_only=True,
+            trace=trace,
         )
     except NoStoreError:
         raise

@@ -615,6 +615,26 @@ class Repository:
                 "AND name = 'alembic_version'"
             )
 
+    def statements(self) -> dict[str, str]:
+        """Every statement compiled for this dialect, by name, in name order.
+
+        ``fork_copy[lineage]`` names one of a family. The SQL text is exactly
+        what runs, placeholders included; a few statements of maintenance
+        (VACUUM, the migration lock, sizes) are written inline in their methods.
+        """
+        found: dict[str, str] = {}
+        for attribute, value in vars(self).items():
+            name = attribute.lstrip("_")
+            if isinstance(value, _Compiled):
+                found[name] = value.sql
+            elif isinstance(value, str) and value.lstrip().upper().startswith("SELECT"):
+                found[name] = value
+            elif isinstance(value, dict):
+                for key, member in value.items():
+                    if isinstance(member, _Compiled):
+                        found[f"{name}[{key}]"] = member.sql
+        return dict(sorted(found.items()))
+
     def _compile(self, stmt: ClauseElement) -> _Compiled:
         compiled = stmt.compile(dialect=self.dialect)
         constants = {key: value for key, value in compiled.params.items() if value is not None}

@@ -26,7 +26,7 @@ from sqlalchemy.engine import URL
 
 from . import migrate
 from .checkpoint import STORED, Checkpoint, JSONDict, KeepRecent, Limit, SessionInfo, format_id
-from .engine import DEFAULT_SETTINGS, Cursor, Database, resolve_url
+from .engine import DEFAULT_SETTINGS, Cursor, Database, Trace, resolve_url
 from .errors import CheckpointDBError, InvalidDataError, NotFoundError, PayloadTooLargeError
 from .manager import CheckpointManager, Keep, use_default_store
 from .operations import Context, Operation, find_body, perform, read, stream, unchanged
@@ -133,6 +133,7 @@ def open_database(
     read_only: bool = False,
     create_in_existing: bool = False,
     pool_size: int = DEFAULT_SETTINGS["pool_size"],
+    trace: Trace | None = None,
 ) -> tuple[Database, Repository]:
     """Open the database at ``url`` with its schema at head (created or upgraded).
 
@@ -145,7 +146,9 @@ def open_database(
         CorruptDatabaseError, CheckpointDBError
     """
     if read_only:
-        db = migrate.open_reader(url, synchronous=synchronous, busy_timeout=busy_timeout, echo=echo)
+        db = migrate.open_reader(
+            url, synchronous=synchronous, busy_timeout=busy_timeout, echo=echo, trace=trace
+        )
         repo = Repository(db.engine.dialect, db.where)
         try:
             migrate.check_readable(db, repo)
@@ -156,7 +159,12 @@ def open_database(
     # No connection is opened yet: a missing SQLite file is created (empty,
     # 0600), an existing one only has its header read.
     db = Database(
-        url, synchronous=synchronous, busy_timeout=busy_timeout, echo=echo, pool_size=pool_size
+        url,
+        synchronous=synchronous,
+        busy_timeout=busy_timeout,
+        echo=echo,
+        pool_size=pool_size,
+        trace=trace,
     )
     repo = Repository(db.engine.dialect, db.where)
     try:
@@ -336,6 +344,10 @@ class CheckpointStore(StoreBase):
         pool_size: PostgreSQL connections the store keeps open (5 more open
             when busy); threads that find all of them in use wait up to
             ``busy_timeout``, then get :class:`StoreBusyError`.
+        trace: called with the text of every statement the store runs, hot
+            paths included (SQLite: with the values bound in, BEGIN and
+            COMMIT too; PostgreSQL: with placeholders). For debugging: it
+            sees your data. None (the default) installs nothing.
 
     Raises:
         NoStoreError: ``read_only`` and there is no checkpointdb store there.
@@ -358,6 +370,7 @@ class CheckpointStore(StoreBase):
         read_only: bool = False,
         create_in_existing: bool = False,
         pool_size: int = DEFAULT_SETTINGS["pool_size"],
+        trace: Trace | None = None,
     ) -> None:
         self._set_limits(max_payload_bytes, max_depth)
         self._db, self._repo = open_database(
@@ -369,6 +382,7 @@ class CheckpointStore(StoreBase):
             read_only=read_only,
             create_in_existing=create_in_existing,
             pool_size=pool_size,
+            trace=trace,
         )
         self._context = Context(self._db, self._repo, self.encode)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from . import checkpoints, db, demo, retention, sessions, sql, stats, transfer
+from . import branches, checkpoints, db, demo, retention, sessions, sql, stats, transfer
 from .common import Env, Group, examples
 
 
@@ -55,7 +55,7 @@ def cli(ctx: click.Context, target: str | None) -> None:
     ctx.obj = Env(target)
 
 
-for _module in (sessions, checkpoints, transfer, retention, stats, sql, db, demo):
+for _module in (sessions, checkpoints, branches, transfer, retention, stats, sql, db, demo):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

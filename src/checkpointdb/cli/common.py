@@ -25,6 +25,7 @@ import click
 
 from ..checkpoint import SessionInfo, parse_id
 from ..errors import CheckpointDBError, InvalidDataError, NotFoundError
+from . import output
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -222,6 +223,16 @@ def require_session(store: CheckpointStore, session_id: str) -> SessionInfo:
     return info
 
 
+def confirm(action: str, yes: bool) -> None:
+    """Go on if --yes, or if the person at the terminal says so; refuse otherwise."""
+    if yes:
+        return
+    if not output.stdin_is_terminal():
+        raise CommandError(f"refusing to {action} without confirmation: add --yes")
+    if not click.confirm(f"{action[0].upper()}{action[1:]}?", default=False, err=True):
+        raise CommandError(f"did not {action}: not confirmed")
+
+
 def missing_checkpoint(store: CheckpointStore, checkpoint_id: str) -> NotFoundError:
     """The error for an id with no checkpoint: whether it never existed or is gone."""
     session_id, seq = split_id(checkpoint_id)
@@ -324,8 +335,9 @@ def split_id(text: str) -> tuple[str, int]:
     return parsed
 
 
-def _checkpoint_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    split_id(value)  # refused while parsing, before the database is opened
+def checked_checkpoint_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A SESSION:SEQ argument, refused while parsing, before the database is opened."""
+    split_id(value)
     return value
 
 
@@ -353,7 +365,7 @@ def session_argument(function: F) -> F:
 
 def checkpoint_argument(function: F) -> F:
     """The ID argument (SESSION:SEQ), checked before the database is opened."""
-    return click.argument("checkpoint_id", metavar="ID", callback=_checkpoint_id)(function)
+    return click.argument("checkpoint_id", metavar="ID", callback=checked_checkpoint_id)(function)
 
 
 def json_option(function: F) -> F:

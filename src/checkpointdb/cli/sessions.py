@@ -6,8 +6,8 @@ import click
 
 from . import output
 from .common import (
-    CommandError,
     Env,
+    confirm,
     examples,
     json_option,
     require_session,
@@ -30,6 +30,9 @@ def sessions_command(env: Env, as_json: bool) -> None:
     checkpoint (as session_view shows them), empty when it has none. SIZE is
     the UTF-8 size of the live checkpoints' data and metadata JSON (--json:
     payload_bytes, exact; created_at and updated_at are the session row's).
+    FORKED FROM (the checkpoint a `fork` started the session from) and
+    METADATA (the session's own) appear when a session has them; --json
+    always gives them, and the stored retention policy.
     """
     store = env.open_store()
     sessions = store.sessions()
@@ -46,6 +49,13 @@ def sessions_command(env: Env, as_json: bool) -> None:
                     "last_checkpoint_at": span.last if span else None,
                     "created_at": info.created_at,
                     "updated_at": info.updated_at,
+                    "forked_from": info.forked_from,
+                    "metadata": info.metadata,
+                    "policy": {
+                        "max_checkpoints": info.policy.max_checkpoints,
+                        "compress_after": info.policy.compress_after,
+                        "keep_recent": info.policy.keep_recent,
+                    },
                 }
                 for info in sessions
                 for span in [spans.get(info.id)]
@@ -55,8 +65,13 @@ def sessions_command(env: Env, as_json: bool) -> None:
     if not sessions:
         output.line(f"no sessions in {store.where}")
         return
+    # Columns most stores leave empty are shown only when a session fills them.
+    forked = any(info.forked_from for info in sessions)
+    described = any(info.metadata for info in sessions)
+    headers = ["SESSION", "CHECKPOINTS", "LAST SEQ", "SIZE", "FIRST (UTC)", "LAST (UTC)"]
+    headers += ["FORKED FROM"] * forked + ["METADATA"] * described
     output.print_table(
-        ["SESSION", "CHECKPOINTS", "LAST SEQ", "SIZE", "FIRST (UTC)", "LAST (UTC)"],
+        headers,
         (
             [
                 info.id,
@@ -65,23 +80,15 @@ def sessions_command(env: Env, as_json: bool) -> None:
                 output.size(info.payload_bytes),
                 output.format_time(span.first) if span else "-",
                 output.format_time(span.last) if span else "-",
+                *[info.forked_from or "-"] * forked,
+                *[output.cell(info.metadata) if info.metadata else "-"] * described,
             ]
             for info in sessions
             for span in [spans.get(info.id)]
         ),
         right=(1, 2, 3),
-        give_way=(0,),
+        give_way=(len(headers) - 1, 0) if described else (0,),
     )
-
-
-def _confirm(action: str, yes: bool) -> None:
-    """Go on if --yes, or if the person at the terminal says so; refuse otherwise."""
-    if yes:
-        return
-    if not output.stdin_is_terminal():
-        raise CommandError(f"refusing to {action} without confirmation: add --yes")
-    if not click.confirm(f"{action[0].upper()}{action[1:]}?", default=False, err=True):
-        raise CommandError(f"did not {action}: not confirmed")
 
 
 @click.command("delete-session")
@@ -102,7 +109,7 @@ def delete_session_command(env: Env, session_id: str, yes: bool, as_json: bool) 
     """
     store = env.open_store(write=True)
     info = require_session(store, session_id)
-    _confirm(
+    confirm(
         f"delete session {session_id!r} and its "
         f"{output.count(info.checkpoint_count, 'checkpoint')}",
         yes,
@@ -132,7 +139,7 @@ def clear_command(env: Env, session_id: str, yes: bool, as_json: bool) -> None:
     """
     store = env.open_store(write=True)
     info = require_session(store, session_id)
-    _confirm(
+    confirm(
         f"delete the {output.count(info.checkpoint_count, 'checkpoint')} of session {session_id!r}",
         yes,
     )
