@@ -49,7 +49,15 @@ def run_script(path: Path, *args: str, cwd: Path, url: str | None = None) -> str
 
 
 def test_every_example_has_a_test() -> None:
-    tested = {"sync_agent", "async_agent", "postgres_agent", "docs_store", "sql_queries"}
+    # openai_agents_chat.py is run by tests/test_openai_agents.py.
+    tested = {
+        "sync_agent",
+        "async_agent",
+        "postgres_agent",
+        "docs_store",
+        "sql_queries",
+        "openai_agents_chat",
+    }
     assert {path.stem for path in EXAMPLES.glob("*.py")} == tested
 
 

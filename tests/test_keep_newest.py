@@ -73,7 +73,7 @@ def test_a_bad_keep_newest_is_refused_before_anything_is_written(
 ) -> None:
     mgr = _unbounded(any_store)
     mgr.create("a", {"i": 0})
-    with pytest.raises(InvalidDataError, match="keep_newest must be an int >= 1"):
+    with pytest.raises(InvalidDataError, match="keep_newest must be an int from 1"):
         mgr.create_many([("b", {"i": 1})], keep_newest=bad)
     assert _seqs(mgr) == [1]
 

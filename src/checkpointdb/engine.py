@@ -210,6 +210,8 @@ def prepare_sqlite_file(path: Path, *, create: bool = True) -> None:
         info = path.stat()
     except FileNotFoundError:
         raise NotFoundError(f"no database at {path}") from None
+    except OSError as exc:  # a symlink loop, a file the user may not see
+        raise CheckpointDBError(f"cannot open database {path}: {exc.strerror}") from None
     if not stat.S_ISREG(info.st_mode):
         raise CorruptDatabaseError(f"{path} is not a regular file")
     if info.st_size:
@@ -949,6 +951,13 @@ class _PgCursor:
     def execute(self, operation: Any, parameters: Any = None) -> _PgCursor:
         """Run (in pipeline mode: queue) one statement."""
         self._cursor.execute(operation, parameters)
+        if self.pipeline is None:
+            self.answered = True
+        return self
+
+    def executemany(self, operation: Any, parameters: Any) -> _PgCursor:
+        """Run (in pipeline mode: queue) one statement per set of parameters."""
+        self._cursor.executemany(operation, parameters)
         if self.pipeline is None:
             self.answered = True
         return self

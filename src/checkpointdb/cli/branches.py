@@ -72,7 +72,7 @@ def fork_command(
     shows it). NEW_SESSION must never have had checkpoints. An unknown ID
     exits 1; nothing is written on an error.
     """
-    store = env.open_store()
+    store = env.open_store(write=True)
     source = require_checkpoint(store, checkpoint_id)
     store.manager(source.session_id).fork(checkpoint_id, new_session_id, history=history)
     info = require_session(store, new_session_id)
@@ -113,7 +113,7 @@ def delete_command(env: Env, checkpoint_id: str, yes: bool, as_json: bool) -> No
     lineage stops there. Asks first on a terminal; without one, --yes is
     required. An unknown ID exits 1.
     """
-    store = env.open_store()
+    store = env.open_store(write=True)
     checkpoint = require_checkpoint(store, checkpoint_id)
     confirm(f"delete checkpoint {checkpoint_id} ({checkpoint.name!r})", yes)
     if not store.manager(checkpoint.session_id).delete(checkpoint_id):
@@ -141,7 +141,7 @@ def pop_command(env: Env, session_id: str, yes: bool, as_json: bool) -> None:
     on a terminal; without one, --yes is required. An unknown or empty
     session exits 1.
     """
-    store = env.open_store()
+    store = env.open_store(write=True)
     require_session(store, session_id)
     mgr = store.manager(session_id)
     newest = mgr.get_latest()
