@@ -47,11 +47,11 @@ SEMANTIC_TESTS = [
     (test_manager, "test_ids_are_session_and_seq_and_session_ids_may_hold_colons"),
     (test_manager, "test_checkpoint_round_trips_exactly_with_aware_utc_timestamp"),
     (test_manager, "test_returned_checkpoint_is_not_the_callers_dict"),
-    (test_manager, "test_lookup_methods_follow_the_seed"),
-    (test_manager, "test_empty_session_answers_like_the_seed"),
+    (test_manager, "test_lookup_methods_follow_the_original_api"),
+    (test_manager, "test_empty_session_answers_like_the_original_api"),
     (test_manager, "test_time_ranges_are_strict_since_and_inclusive_between"),
     (test_manager, "test_ordering_is_by_seq_even_when_the_clock_jumps_back"),
-    (test_manager, "test_summary_has_the_seeds_keys_and_values"),
+    (test_manager, "test_summary_has_the_original_keys_and_values"),
     (test_manager, "test_ids_never_repeat_after_clear_or_compaction"),
     (test_manager, "test_max_checkpoints_is_enforced_keeping_the_first"),
     (test_manager, "test_compaction_with_tiny_compress_after_keeps_the_first_once"),
@@ -61,7 +61,7 @@ SEMANTIC_TESTS = [
     (test_retention, "test_pins_do_not_count_toward_the_cap"),
     (test_retention, "test_pin_and_unpin_by_id"),
     (test_retention, "test_pins_survive_export_and_import"),
-    (test_import_export, "test_export_is_the_seeds_format"),
+    (test_import_export, "test_export_is_the_original_format"),
     (test_import_export, "test_import_into_a_used_session_gives_fresh_ids_and_keeps_order"),
 ]
 

@@ -66,9 +66,9 @@ def refused(
 @pytest.fixture
 def manager(store: CheckpointStore) -> CheckpointManager:
     """A session that already holds one checkpoint, so its counters exist."""
-    seeded = store.manager(SESSION)
-    seeded.create("existing", {"n": 1}, {"m": 1})
-    return seeded
+    existing = store.manager(SESSION)
+    existing.create("existing", {"n": 1}, {"m": 1})
+    return existing
 
 
 @contextmanager
@@ -341,7 +341,7 @@ def test_naive_or_non_datetime_bounds_are_refused(
 ) -> None:
     with pytest.raises(NaiveDatetimeError) as caught:
         call(manager)
-    assert isinstance(caught.value, TypeError)  # what the seed's comparison raised
+    assert isinstance(caught.value, TypeError)  # as comparing a non-datetime bound raised before
     assert fragment in str(caught.value)
 
 

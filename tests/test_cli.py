@@ -44,10 +44,10 @@ def run(backend_url: str) -> Run:
     return run_on_db
 
 
-def seed(store: CheckpointStore, session_id: str, entries: list[tuple[str, str]]) -> None:
+def populate(store: CheckpointStore, session_id: str, entries: list[tuple[str, str]]) -> None:
     """Checkpoints (name, ISO time) with known timestamps, through the import API."""
     document = [
-        {"id": f"seed:{i}", "name": name, "timestamp": when, "data": {"i": i}, "metadata": {}}
+        {"id": f"elsewhere:{i}", "name": name, "timestamp": when, "data": {"i": i}, "metadata": {}}
         for i, (name, when) in enumerate(entries, 1)
     ]
     store.manager(session_id).import_checkpoints(json.dumps(document))
@@ -117,7 +117,7 @@ def test_version_is_printed() -> None:
 def test_sessions_lists_each_session_with_counts_and_times(
     store: CheckpointStore, run: Run
 ) -> None:
-    seed(store, "agent-1", HOURLY)
+    populate(store, "agent-1", HOURLY)
     store.manager("agent-2").create("start", {})
     table = run("sessions")
     assert table.exit_code == 0
@@ -158,7 +158,7 @@ def test_sessions_on_an_empty_database_says_so(store: CheckpointStore, run: Run)
 
 
 def test_list_is_newest_first_with_limit(store: CheckpointStore, run: Run) -> None:
-    seed(store, "s", HOURLY)
+    populate(store, "s", HOURLY)
     listed = json.loads(run("list", "s", "--json").stdout)
     assert [cp["id"] for cp in listed] == [f"s:{seq}" for seq in range(6, 0, -1)]
     limited = run("list", "s", "--limit", "2", "--json")
@@ -172,7 +172,7 @@ def test_list_is_newest_first_with_limit(store: CheckpointStore, run: Run) -> No
 
 
 def test_list_filters_by_name_and_time(store: CheckpointStore, run: Run) -> None:
-    seed(store, "s", HOURLY)
+    populate(store, "s", HOURLY)
 
     def ids(*args: str) -> list[str]:
         result = run("list", "s", "--json", *args)
@@ -192,7 +192,7 @@ def test_list_filters_by_name_and_time(store: CheckpointStore, run: Run) -> None
 
 
 def test_list_accepts_relative_times(store: CheckpointStore, run: Run) -> None:
-    seed(store, "s", [("old", "2020-01-01T00:00:00+00:00")])
+    populate(store, "s", [("old", "2020-01-01T00:00:00+00:00")])
     store.manager("s").create("new", {})
     names = [cp["name"] for cp in json.loads(run("list", "s", "--since", "10m", "--json").stdout)]
     assert names == ["new"]
@@ -209,14 +209,14 @@ def test_list_accepts_relative_times(store: CheckpointStore, run: Run) -> None:
 def test_a_time_without_offset_or_unreadable_is_a_usage_error(
     store: CheckpointStore, run: Run, bad: str
 ) -> None:
-    seed(store, "s", HOURLY)
+    populate(store, "s", HOURLY)
     result = run("list", "s", "--since", bad)
     assert result.exit_code == 2
     assert "--since" in one_error_line(result)
 
 
 def test_since_after_until_is_a_usage_error(store: CheckpointStore, run: Run) -> None:
-    seed(store, "s", HOURLY)
+    populate(store, "s", HOURLY)
     result = run("list", "s", "--since", "1h", "--until", "2h")
     assert result.exit_code == 2
     assert "is after --until" in one_error_line(result)
@@ -240,7 +240,7 @@ def test_show_prints_one_checkpoint(store: CheckpointStore, run: Run) -> None:
 
 
 def test_latest_gives_the_newest_or_the_newest_of_a_name(store: CheckpointStore, run: Run) -> None:
-    seed(store, "s", HOURLY)
+    populate(store, "s", HOURLY)
     assert json.loads(run("latest", "s", "--json").stdout)["id"] == "s:6"
     assert json.loads(run("latest", "s", "--name", "think", "--json").stdout)["id"] == "s:5"
     missing = run("latest", "s", "--name", "nope")
@@ -249,7 +249,7 @@ def test_latest_gives_the_newest_or_the_newest_of_a_name(store: CheckpointStore,
 
 
 def test_unknown_session_or_id_exits_1_with_one_line(store: CheckpointStore, run: Run) -> None:
-    seed(store, "s", HOURLY)
+    populate(store, "s", HOURLY)
     store.manager("s").compact(keep_recent=1)
     for args in (
         ["list", "ghost"],
@@ -299,7 +299,7 @@ def test_unknown_session_or_id_exits_1_with_one_line(store: CheckpointStore, run
     ],
 )
 def test_bad_usage_exits_2_with_one_line(store: CheckpointStore, run: Run, args: list[str]) -> None:
-    seed(store, "s", HOURLY)
+    populate(store, "s", HOURLY)
     result = run(*args)
     assert result.exit_code == 2
     assert "--help" in one_error_line(result)
@@ -349,7 +349,7 @@ def test_default_database_is_env_url_else_checkpoints_db_here(
 def test_export_writes_exactly_what_the_manager_exports(
     store: CheckpointStore, run: Run, tmp_path: Path
 ) -> None:
-    seed(store, "s", HOURLY)
+    populate(store, "s", HOURLY)
     store.manager("s").create("unicode", {"text": "naïve ☃", "nested": {"list": [1, 2.5, None]}})
     expected = store.manager("s").export()
     printed = run("export", "s")
@@ -367,7 +367,7 @@ def test_export_writes_exactly_what_the_manager_exports(
 def test_export_follows_a_symlink_and_writes_through_a_device(
     store: CheckpointStore, run: Run, tmp_path: Path
 ) -> None:
-    seed(store, "s", HOURLY)
+    populate(store, "s", HOURLY)
     real = tmp_path / "real"
     real.mkdir()
     (real / "target.json").write_text("old")
@@ -399,7 +399,7 @@ def test_export_of_an_emptied_session_is_an_empty_list(store: CheckpointStore, r
 def test_export_into_a_missing_directory_fails_in_one_line(
     store: CheckpointStore, run: Run, tmp_path: Path
 ) -> None:
-    seed(store, "s", HOURLY)
+    populate(store, "s", HOURLY)
     result = run("export", "s", "-o", str(tmp_path / "nowhere" / "s.json"))
     assert result.exit_code == 1
     assert "cannot write" in one_error_line(result)
@@ -408,7 +408,7 @@ def test_export_into_a_missing_directory_fails_in_one_line(
 def test_export_then_import_copies_a_session(
     store: CheckpointStore, run: Run, new_url: Callable[[], str], tmp_path: Path
 ) -> None:
-    seed(store, "s", HOURLY)
+    populate(store, "s", HOURLY)
     file = tmp_path / "s.json"
     assert run("export", "s", "-o", str(file)).exit_code == 0
     other = new_url()
@@ -427,7 +427,7 @@ def test_export_then_import_copies_a_session(
 
 
 def test_import_reads_stdin_and_appends_with_fresh_ids(store: CheckpointStore, run: Run) -> None:
-    seed(store, "s", HOURLY)
+    populate(store, "s", HOURLY)
     exported = store.manager("s").export()
     result = run("import", "s", "-", input=exported)
     assert result.exit_code == 0, result.stderr
@@ -496,7 +496,7 @@ def test_compact_dry_run_changes_nothing_and_predicts_the_real_run(
 def test_compact_older_than_spares_young_checkpoints_and_says_so(
     store: CheckpointStore, run: Run
 ) -> None:
-    seed(store, "s", HOURLY)  # 2026-01-01, long ago
+    populate(store, "s", HOURLY)  # 2026-01-01, long ago
     mgr = store.manager("s", max_checkpoints=None, compress_after=None)
     young = [mgr.create("tool", {"young": n}).id for n in range(3)]
     preview = json.loads(
@@ -572,10 +572,10 @@ def test_list_json_with_pinned_imports_back_with_the_pins(
 def test_expire_removes_old_checkpoints_across_sessions_per_session(
     store: CheckpointStore, run: Run
 ) -> None:
-    seed(store, "mixed", HOURLY)  # six old checkpoints...
+    populate(store, "mixed", HOURLY)  # six old checkpoints...
     store.manager("mixed").create("fresh", {})  # ...and a young one
-    seed(store, "idle", HOURLY)  # only old ones: its newest stays so it can resume
-    seed(store, "pinned", HOURLY)
+    populate(store, "idle", HOURLY)  # only old ones: its newest stays so it can resume
+    populate(store, "pinned", HOURLY)
     store.manager("pinned").pin("pinned:2")
     store.manager("young").create("fresh", {})
     before = {info.id: info.payload_bytes for info in store.sessions()}
@@ -677,7 +677,7 @@ def test_sizes_are_shown_in_decimal_units(count: int, shown: str) -> None:
 
 
 def test_stats_summarises_a_session_with_a_chart(store: CheckpointStore, run: Run) -> None:
-    seed(store, "s", HOURLY)
+    populate(store, "s", HOURLY)
     summary = json.loads(run("stats", "s", "--json").stdout)
     assert summary["total_count"] == 6
     assert summary["names"] == {"tool": 3, "think": 2, "plan": 1}
@@ -699,8 +699,8 @@ def test_stats_summarises_a_session_with_a_chart(store: CheckpointStore, run: Ru
 
 
 def test_stats_without_a_session_covers_every_session(store: CheckpointStore, run: Run) -> None:
-    seed(store, "a", HOURLY)
-    seed(store, "b", [("plan", "2026-01-02T00:00:00+00:00")])
+    populate(store, "a", HOURLY)
+    populate(store, "b", [("plan", "2026-01-02T00:00:00+00:00")])
     summary = json.loads(run("stats", "--json").stdout)
     assert summary["sessions"] == 2
     assert summary["total_count"] == 7
@@ -726,7 +726,7 @@ def test_stats_of_an_empty_store_prints_zero(store: CheckpointStore, run: Run) -
 def test_export_draws_progress_only_on_a_terminal(
     store: CheckpointStore, run: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seed(store, "s", HOURLY)
+    populate(store, "s", HOURLY)
     expected = store.manager("s").export() + "\n"
     monkeypatch.setattr(output, "PROGRESS_MIN_ROWS", 1)
     quiet = run("export", "s")
@@ -741,7 +741,7 @@ def test_export_draws_progress_only_on_a_terminal(
 
 
 def test_sql_runs_a_query_and_prints_rows(store: CheckpointStore, run: Run) -> None:
-    seed(store, "s", HOURLY)
+    populate(store, "s", HOURLY)
     query = "SELECT name, count(*) AS n FROM checkpoints GROUP BY name ORDER BY name"
     table = run("sql", query)
     assert table.exit_code == 0, table.stderr
@@ -753,7 +753,7 @@ def test_sql_runs_a_query_and_prints_rows(store: CheckpointStore, run: Run) -> N
 
 
 def test_sql_shows_json_and_times_readably(store: CheckpointStore, run: Run) -> None:
-    seed(store, "s", HOURLY)
+    populate(store, "s", HOURLY)
     result = json.loads(
         run("sql", "SELECT data, created_at FROM checkpoints WHERE seq = 1", "--json").stdout
     )
@@ -769,7 +769,7 @@ def test_sql_errors_are_one_line(store: CheckpointStore, run: Run) -> None:
 
 
 def test_run_read_only_takes_a_store_or_a_url(store: CheckpointStore, backend_url: str) -> None:
-    seed(store, "s", HOURLY)
+    populate(store, "s", HOURLY)
     query = "SELECT seq FROM checkpoints ORDER BY seq"
     assert run_read_only(store, query) == (["seq"], [(seq,) for seq in range(1, 7)])
     assert run_read_only(backend_url, query) == (["seq"], [(seq,) for seq in range(1, 7)])
@@ -860,7 +860,7 @@ def test_sql_cannot_change_an_sqlite_file(
     monkeypatch.chdir(tmp_path)  # where ATTACH or VACUUM INTO would create files
     path = tmp_path / "checkpoints.db"
     with CheckpointStore(path) as store:
-        seed(store, "s", HOURLY)
+        populate(store, "s", HOURLY)
     before = sha256(path)
     files = sorted(p.name for p in tmp_path.iterdir())
     result = invoke("--db", str(path), "sql", statement)
@@ -912,7 +912,7 @@ POSTGRES_WRITES = [
 @pytest.mark.parametrize("statement", POSTGRES_WRITES)
 def test_sql_cannot_change_a_postgresql_database(postgres_url: str, statement: str) -> None:
     with CheckpointStore(postgres_url) as store:
-        seed(store, "s", HOURLY)
+        populate(store, "s", HOURLY)
         snapshot = "SELECT session_id, seq, name, data::text FROM checkpoints ORDER BY seq"
         tables = (
             "SELECT table_name FROM information_schema.tables "
@@ -941,7 +941,7 @@ def previous_revision() -> str:
 
 def test_db_commands_upgrade_an_out_of_date_database(backend_url: str) -> None:
     with CheckpointStore(backend_url) as store:
-        seed(store, "s", HOURLY)
+        populate(store, "s", HOURLY)
         before = store.manager("s").export()
     database = Database(resolve_url(backend_url))
     migrate.downgrade(database, Repository(database.engine.dialect), previous_revision())
@@ -1022,7 +1022,7 @@ def test_a_database_from_a_newer_checkpointdb_is_refused_untouched(sqlite_path: 
 
 def test_list_since_excludes_a_checkpoint_from_before_the_year_1000(sqlite_path: Path) -> None:
     with CheckpointStore(sqlite_path) as store:
-        seed(
+        populate(
             store,
             "s",
             [("ancient", "0999-12-31T00:00:00+00:00"), ("modern", "2026-01-01T00:00:00+00:00")],

@@ -1,9 +1,9 @@
 """Many writers, one file: no duplicate or missing seq, no lock left behind, no hang.
 
 Processes are started with "spawn" (a clean interpreter each, as agent
-workers are); their code is in ``workers.py``. The seed's traps measured in
-STYLE.md are each a test here: duplicate ids under concurrent appends, a
-failed COMMIT left open on a pooled connection, a pool inherited by fork().
+workers are); their code is in ``workers.py``. Each trap of concurrent SQLite
+use is a test here: duplicate ids under concurrent appends, a failed COMMIT
+left open on a pooled connection, a pool inherited by fork().
 """
 
 from __future__ import annotations
@@ -466,7 +466,7 @@ def test_reader_iterating_a_large_session_while_writers_append(sqlite_path: Path
         manager.import_checkpoints(
             "["
             + ",".join(
-                f'{{"id": "seed:{n}", "name": "seed", '
+                f'{{"id": "other:{n}", "name": "imported", '
                 f'"timestamp": "2026-01-01T00:00:00+00:00", "data": {{"n": {n}}}}}'
                 for n in range(1, initial + 1)
             )

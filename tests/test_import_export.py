@@ -1,4 +1,4 @@
-"""Export in the seed's format; import all or nothing, with ids that never collide."""
+"""Export in the original format; import all or nothing, with ids that never collide."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _fill(store: CheckpointStore, session: str, count: int) -> list[Checkpoint]:
     return [mgr.create(f"n{i % 2}", {"i": i, "ü": "✓"}, {"m": i}) for i in range(count)]
 
 
-def test_export_is_the_seeds_format(store: CheckpointStore) -> None:
+def test_export_is_the_original_format(store: CheckpointStore) -> None:
     made = _fill(store, "s", 3)
     exported = json.loads(store.manager("s").export())
     assert exported == [cp.to_dict() for cp in made]

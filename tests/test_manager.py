@@ -1,4 +1,4 @@
-"""The seed's API on the database: return shapes, ordering, compaction, cap, callbacks."""
+"""The original API on the database: return shapes, ordering, compaction, cap, callbacks."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def test_returned_checkpoint_is_not_the_callers_dict(store: CheckpointStore) -> 
     assert mgr.get_latest() == created
 
 
-def test_lookup_methods_follow_the_seed(store: CheckpointStore) -> None:
+def test_lookup_methods_follow_the_original_api(store: CheckpointStore) -> None:
     mgr = store.manager("s", compress_after=None)
     for i, name in enumerate(["plan", "tool", "tool", "report", "tool"]):
         mgr.create(name, {"i": i})
@@ -70,7 +70,7 @@ def test_lookup_methods_follow_the_seed(store: CheckpointStore) -> None:
     assert mgr.get(42) is None  # type: ignore[arg-type]
 
 
-def test_empty_session_answers_like_the_seed(store: CheckpointStore) -> None:
+def test_empty_session_answers_like_the_original_api(store: CheckpointStore) -> None:
     mgr = store.manager("empty")
     assert mgr.get_latest() is None
     assert mgr.get_all() == []
@@ -127,7 +127,7 @@ def test_ordering_is_by_seq_even_when_the_clock_jumps_back(
     assert summary["last_checkpoint"]["name"] == "third"
 
 
-def test_summary_has_the_seeds_keys_and_values(store: CheckpointStore) -> None:
+def test_summary_has_the_original_keys_and_values(store: CheckpointStore) -> None:
     mgr = store.manager("s")
     first = mgr.create("plan", {"i": 0})
     mgr.create("tool", {"i": 1})
@@ -281,7 +281,7 @@ def test_sessions_lists_counts_and_delete_session_forgets_it(store: CheckpointSt
         store.delete_session("a")
 
 
-def test_seed_style_constructor_with_store(store: CheckpointStore) -> None:
+def test_original_style_constructor_with_store(store: CheckpointStore) -> None:
     from checkpointdb import CheckpointManager
 
     mgr = CheckpointManager("s", 10, 5, store=store)
@@ -307,7 +307,7 @@ def test_bad_manager_settings_are_refused(
         store.manager("s", **kwargs)
 
 
-def test_the_smallest_seed_settings_work_and_keep_first_and_newest(
+def test_the_smallest_settings_work_and_keep_first_and_newest(
     store: CheckpointStore,
 ) -> None:
     for cap in (0, 1):

@@ -60,16 +60,16 @@ def test_every_way_of_naming_an_sqlite_file_opens_it(
     assert target.is_file()
 
 
-def test_seed_style_manager_uses_the_default_store(
+def test_a_manager_without_a_store_uses_the_default_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CHECKPOINTDB_URL", str(tmp_path / "default.db"))
     monkeypatch.setattr(store_module, "_default_store", None)
-    mgr = CheckpointManager("seed-session", max_checkpoints=10, compress_after=5)
+    mgr = CheckpointManager("default-session", max_checkpoints=10, compress_after=5)
     try:
         mgr.create("task_started", {"step": 1})
         assert mgr.store.where == str(tmp_path / "default.db")
-        assert CheckpointManager("seed-session").get_latest() is not None
+        assert CheckpointManager("default-session").get_latest() is not None
     finally:
         mgr.store.close()
 

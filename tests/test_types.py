@@ -115,7 +115,7 @@ def test_payloads_that_cannot_round_trip_are_refused_with_their_path(
     assert store.session("s") is None
 
 
-def test_naive_bound_is_refused_like_the_seed(store: CheckpointStore) -> None:
+def test_naive_bound_is_refused_with_a_type_error(store: CheckpointStore) -> None:
     mgr = store.manager("s")
     mgr.create("a", {})
     with pytest.raises(TypeError):

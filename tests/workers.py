@@ -59,7 +59,7 @@ def surviving_seqs(
 ) -> list[int]:
     """The seqs the documented retention policy leaves after creating ``names`` in order.
 
-    An independent model of DESIGN.md's rule, to compare a database against:
+    An independent model of the compaction rule, to compare a database against:
     after each create, if the live count exceeds ``compress_after``, keep the
     first, the newest ``keep_recent`` and the newest of each name among the
     rest; then, above ``max_checkpoints``, drop the oldest after the first.
