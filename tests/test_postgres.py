@@ -282,7 +282,14 @@ def test_four_processes_opening_an_empty_database_migrate_it_once(postgres_url: 
     assert len(seen["waiting"]) == 4
     assert [r["errors"] for r in reports] == [[]] * 4
     assert [r["revision"] for r in reports] == [head_revision()] * 4
-    assert [name for name, _ in tables] == ["alembic_version", "checkpoints", "sessions"]
+    assert [name for name, _ in tables] == [
+        "alembic_version",
+        "checkpoints",
+        "langgraph_blobs",
+        "langgraph_checkpoints",
+        "langgraph_writes",
+        "sessions",
+    ]
     assert [version for version, _ in versions] == [head_revision()]
     creators = {xid for _, xid in tables} | {xid for _, xid in versions}
     assert len(creators) == 1, f"schema written by several transactions: {tables} {versions}"
