@@ -15,7 +15,10 @@ appends the same ~1 KB JSON state):
   building its checkpoint dict included, when ``langgraph-checkpoint-sqlite``
   is installed;
 * ``50 tasks x 20 creates``: 50 tasks each awaiting 20 creates in one
-  session of one async store, as creates per second of wall time.
+  session of one async store, as creates per second of wall time;
+* two ratios taken within each round: async over sync create latency, and
+  the 50 tasks' throughput over one task's (the gain from running writes
+  that wait together in one transaction).
 
 Systems run in alternating rounds, so that drift in the machine hits them
 alike. Each round gives a median per-call latency (and one throughput); the
@@ -72,9 +75,10 @@ class Spread:
         self.rounds.append(value)
 
     def __str__(self) -> str:
+        places = 2 if max(self.rounds) < 100 else 1
         return (
-            f"{statistics.median(self.rounds):8.1f}  "
-            f"({min(self.rounds):.1f}-{max(self.rounds):.1f})"
+            f"{statistics.median(self.rounds):8.{places}f}  "
+            f"({min(self.rounds):.{places}f}-{max(self.rounds):.{places}f})"
         )
 
 
@@ -133,6 +137,8 @@ def measure(work: Path, rounds: int, calls: int) -> dict[str, Spread]:
         "sync create µs": Spread(),
         "async create µs": Spread(),
         f"{TASKS} tasks x {CREATES_PER_TASK} creates /s": Spread(),
+        "async / sync create": Spread(),
+        f"{TASKS} tasks / one task, creates/s": Spread(),
     }
     if HAVE_LANGGRAPH:
         figures["LangGraph async put µs"] = Spread()
@@ -164,6 +170,15 @@ def measure(work: Path, rounds: int, calls: int) -> dict[str, Spread]:
                 figures["LangGraph async put µs"].add(runner.run(_timed_async(peer.put, calls)))
             figures[f"{TASKS} tasks x {CREATES_PER_TASK} creates /s"].add(
                 runner.run(_many_tasks(store, f"tasks-{round_number}"))
+            )
+            # Ratios within the round, so that the machine's drift cancels out.
+            figures["async / sync create"].add(
+                figures["async create µs"].rounds[-1] / figures["sync create µs"].rounds[-1]
+            )
+            figures[f"{TASKS} tasks / one task, creates/s"].add(
+                figures[f"{TASKS} tasks x {CREATES_PER_TASK} creates /s"].rounds[-1]
+                * figures["async create µs"].rounds[-1]
+                / 1e6
             )
         if peer is not None:
             runner.run(peer.close())

@@ -35,7 +35,7 @@ from checkpointdb import (
     StoreBusyError,
     StoreClosedError,
 )
-from checkpointdb.operations import read
+from checkpointdb.operations import Operation, perform_together, read
 from checkpointdb.repository import PAGE_SIZE
 
 T = TypeVar("T")
@@ -281,6 +281,75 @@ def test_fifty_concurrent_tasks_get_contiguous_ids(backend_url: str) -> None:
             assert {cp.data["task"] for cp in await mgr.get_all()} == set(range(50))
 
     run(main)
+
+
+def _commits(statements: list[str]) -> int:
+    return sum(1 for text in statements if text.strip().upper().startswith("COMMIT"))
+
+
+def test_sqlite_writes_waiting_together_share_one_commit(sqlite_path: Path) -> None:
+    async def main() -> None:
+        statements: list[str] = []
+        async with AsyncCheckpointStore(sqlite_path, trace=statements.append) as store:
+            mgr = store.manager("s", **NO_RETENTION)
+            await mgr.create("first", {})
+            statements.clear()
+            made = await asyncio.gather(*(mgr.create("step", {"task": n}) for n in range(50)))
+            # Fifty tasks queued at once: far fewer COMMITs than creates.
+            assert 1 <= _commits(statements) <= 10
+            assert [cp.seq for cp in made] == list(range(2, 52))
+            stored = {cp.id: cp for cp in await mgr.get_all()}
+            assert all(stored[cp.id] == cp for cp in made)
+            info = await store.session("s")
+            assert info is not None and info.checkpoint_count == 51
+            assert info.payload_bytes == sum(payload_size(cp) for cp in stored.values())
+
+    run(main)
+
+
+def test_a_write_that_fails_among_queued_writes_fails_alone(backend_url: str) -> None:
+    async def main() -> None:
+        async with AsyncCheckpointStore(backend_url) as store:
+            mgr = store.manager("s", **NO_RETENTION)
+            await mgr.create("root", {})
+            creates = [
+                mgr.create("bad", {"n": n}, parent="s:999")
+                if n % 5 == 0
+                else mgr.create("good", {"n": n}, parent="s:1")
+                for n in range(30)
+            ]
+            results = await asyncio.gather(*creates, return_exceptions=True)
+            failed = [n for n, r in enumerate(results) if isinstance(r, NotFoundError)]
+            assert failed == list(range(0, 30, 5))
+            made = [r for r in results if isinstance(r, Checkpoint)]
+            assert len(made) == 24 and all(cp.parent_id == "s:1" for cp in made)
+            stored = await mgr.get_all()
+            # Exactly the acknowledged creates are stored, each once.
+            assert sorted(cp.id for cp in stored) == sorted(["s:1", *(cp.id for cp in made)])
+            assert [cp.seq for cp in stored] == list(range(1, 26))
+
+    run(main)
+
+
+def test_writes_run_together_land_all_or_none(sqlite_path: Path) -> None:
+    store = CheckpointStore(sqlite_path)
+    try:
+        mgr = store.manager("s", **NO_RETENTION)
+        db = store.context().db
+        first = mgr._create("one", {"n": 1}, None, False, None)
+        failing = mgr._create("two", {"n": 2}, None, False, "s:404")
+        assert isinstance(first, Operation) and isinstance(failing, Operation)
+        assert perform_together([first, failing], db) is None
+        assert mgr.get_all() == [] and store.session("s") is None
+        second = mgr._create("two", {"n": 2}, None, False, None)
+        assert isinstance(second, Operation)
+        results = perform_together([first, second], db)
+        assert results is not None
+        made = [plan.finish(result) for plan, result in zip([first, second], results, strict=True)]
+        assert [(cp.seq, cp.name) for cp in made] == [(1, "one"), (2, "two")]
+        assert mgr.get_all() == made
+    finally:
+        store.close()
 
 
 async def _cancel_creates_at_random_points(

@@ -8,7 +8,8 @@ and run them with the same :func:`~checkpointdb.operations.perform` on the
 same sync :class:`~checkpointdb.engine.Database`: this flavour hands each
 call to a small pool of worker threads owned by the store, in one hop, so
 the event loop never waits on the database. (A create is one hop, where
-an asyncio driver would await every statement.) No extra dependency is
+an asyncio driver would await every statement; on SQLite, writes that
+wait for the write thread together share one COMMIT.) No extra dependency is
 needed; the ``async`` extra is kept, empty, for installs that name it.
 
 Cancelling a task that awaits a call never cuts a transaction in two. If
@@ -35,6 +36,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import threading
+from collections import deque
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -69,7 +72,16 @@ from .manager import (
     log_callback_failure,
     next_page,
 )
-from .operations import Context, Plan, Ready, find_body, perform, stream
+from .operations import (
+    Context,
+    Plan,
+    Ready,
+    can_share_commit,
+    find_body,
+    perform,
+    perform_together,
+    stream,
+)
 from .query import FindQuery, session_filters, takes_filters
 from .repository import PAGE_SIZE
 from .store import ExpiryReport, StoreBase, VacuumReport, backup_sqlite, open_database
@@ -87,6 +99,8 @@ AsyncCheckpointCallback = Callable[[Checkpoint[DataT]], Awaitable[None] | None]
 # runs as many calls at once as the pool lends connections.
 _SQLITE_READ_THREADS = 3
 _POSTGRESQL_THREADS = DEFAULT_SETTINGS["pool_size"] + DEFAULT_SETTINGS["max_overflow"]
+# The most SQLite writes one COMMIT makes durable together.
+_GROUP_LIMIT = 64
 
 
 def check_async_url(url: URL) -> None:
@@ -117,6 +131,81 @@ def _take(items: Iterator[T], count: int) -> list[T]:
     return list(islice(items, count))
 
 
+class _Writes:
+    """The one thread of an SQLite store's writes, which commits writes queued together at once.
+
+    Writes run in the order they were submitted. When several are waiting
+    (many tasks creating at the same moment), the thread runs up to
+    ``_GROUP_LIMIT`` of them in one transaction with one COMMIT (see
+    :func:`~checkpointdb.operations.perform_together`); each caller's answer
+    is only given after that COMMIT.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._thread = ThreadPoolExecutor(1, "checkpointdb-write")
+        self._lock = threading.Lock()
+        self._waiting: deque[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._draining = False
+
+    def submit(self, function: Callable[..., T], *args: Any) -> Future[T]:
+        """Queue ``function(*args)``; a plan for ``perform`` may share a commit."""
+        job: Future[T] = Future()
+        with self._lock:
+            self._waiting.append((job, function, args))
+            if not self._draining:
+                self._draining = True
+                self._thread.submit(self._drain)
+        return job
+
+    def shutdown(self) -> None:
+        """Wait for the queued writes, then stop the thread."""
+        self._thread.shutdown()
+
+    def _next(self) -> list[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] | None:
+        # The next job alone, or the run of groupable writes it starts; None
+        # when nothing is waiting (the next submit starts a new drain).
+        with self._lock:
+            if not self._waiting:
+                self._draining = False
+                return None
+            jobs = [self._waiting.popleft()]
+            while (
+                self._waiting
+                and len(jobs) < _GROUP_LIMIT
+                and _groupable(jobs[0])
+                and _groupable(self._waiting[0])
+            ):
+                jobs.append(self._waiting.popleft())
+        # A job cancelled before it started never runs.
+        return [job for job in jobs if job[0].set_running_or_notify_cancel()]
+
+    def _drain(self) -> None:
+        while (jobs := self._next()) is not None:
+            results = (
+                perform_together([job[2][0] for job in jobs], self._db)
+                if len(jobs) > 1
+                else None
+            )
+            if results is None:
+                for job, function, args in jobs:
+                    _settle(job, function, *args)
+            else:
+                for (job, _, (plan, _db)), result in zip(jobs, results, strict=True):
+                    _settle(job, plan.finish, result)
+
+
+def _groupable(job: tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]) -> bool:
+    return job[1] is perform and can_share_commit(job[2][0])
+
+
+def _settle(job: Future[T], function: Callable[..., T], *args: Any) -> None:
+    try:
+        job.set_result(function(*args))
+    except BaseException as exc:  # the caller's to handle, as in a thread pool
+        job.set_exception(exc)
+
+
 class _Worker:
     """The sync Database of an asyncio store, and the threads that run its operations.
 
@@ -128,16 +217,16 @@ class _Worker:
         self.db = db
         self._pid = os.getpid()
         self._readers: ThreadPoolExecutor | None = None
-        self._writer: ThreadPoolExecutor | None = None
+        self._writer: ThreadPoolExecutor | _Writes | None = None
 
-    def _start(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+    def _start(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor | _Writes]:
         if self.db.is_sqlite:
             readers = ThreadPoolExecutor(_SQLITE_READ_THREADS, "checkpointdb-read")
-            return readers, ThreadPoolExecutor(1, "checkpointdb-write")
+            return readers, _Writes(self.db)
         shared = ThreadPoolExecutor(_POSTGRESQL_THREADS, "checkpointdb")
         return shared, shared
 
-    def _pool(self, write: bool = False) -> ThreadPoolExecutor:
+    def _pool(self, write: bool = False) -> ThreadPoolExecutor | _Writes:
         if self._readers is None or self._writer is None or self._pid != os.getpid():
             self._readers, self._writer = self._start()
             self._pid = os.getpid()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -137,6 +137,35 @@ def perform(plan: Plan[T], db: Database) -> T:
             time.sleep(random.uniform(0, CONFLICT_BACKOFF * attempt))
             attempt += 1
     return plan.finish(result)
+
+
+def can_share_commit(plan: Plan[Any]) -> bool:
+    """Whether a plan may commit in one transaction with others (see :func:`perform_together`)."""
+    return (
+        isinstance(plan, Operation)
+        and plan.write
+        and plan.commit
+        and plan.retry
+        and not plan.autocommit
+    )
+
+
+def perform_together(plans: Sequence[Operation[Any, Any]], db: Database) -> list[Any] | None:
+    """The bodies' results of several writes run in one transaction, or None.
+
+    Each body runs as it would alone, after the ones before it, and one
+    COMMIT makes them all durable at once: a group commit, for writes that
+    were queued at the same moment. Nothing is acknowledged before that
+    COMMIT, so if any body or the COMMIT fails, the whole transaction is
+    rolled back and this returns None: the caller then performs each plan
+    alone, and each gets the answer or error it would have had anyway (only
+    plans that may run again, :func:`can_share_commit`, are grouped).
+    """
+    try:
+        with db.transaction(write=True) as cursor:
+            return [plan.body(cursor) for plan in plans]
+    except Exception:
+        return None
 
 
 def stream(
