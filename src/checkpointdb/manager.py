@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -960,6 +960,10 @@ class ManagerBase(ABC, Generic[DataT]):
         repo, session_id = self._context().repo, self.session_id
         return read(lambda cursor: repo.page(cursor, session_id, after))
 
+    def _page_rows(self, after: int) -> Operation[list[Sequence[Any]], list[Sequence[Any]]]:
+        repo, session_id = self._context().repo, self.session_id
+        return read(lambda cursor: repo.page_rows(cursor, session_id, after))
+
     def _page_desc(self, before: int) -> Operation[list[Checkpoint], list[Checkpoint]]:
         repo, session_id = self._context().repo, self.session_id
         return read(lambda cursor: repo.page_desc(cursor, session_id, before))
@@ -1545,11 +1549,13 @@ class CheckpointManager(ManagerBase[DataT]):
 
     def __iter__(self) -> Iterator[Checkpoint[DataT]]:
         """Stream the checkpoints oldest first, a page per query (bounded memory)."""
+        repo, session_id = self._context().repo, self.session_id
         after: int | None = FIRST_PAGE_AFTER
         while after is not None:
-            page = perform(self._page(after), self._db)
-            yield from self._typed_list(page)
-            after = next_page(page)
+            rows = perform(self._page_rows(after), self._db)
+            for checkpoint in repo.checkpoints_of(session_id, rows):
+                yield self._typed(checkpoint)
+            after = rows[-1][0] if len(rows) == PAGE_SIZE else None
 
     def _snapshot(self) -> Iterator[Checkpoint]:
         """Stream every live checkpoint, oldest first, in one read transaction."""
