@@ -23,7 +23,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import IO, Any, Generic, Literal, Protocol, TypeVar, cast, overload
@@ -463,7 +463,7 @@ class ManagerBase(ABC, Generic[DataT]):
         """The store's database, repository and encoder (the store must be open)."""
 
     def _find(self, query: FindQuery) -> Callable[[Cursor], Iterable[Checkpoint]]:
-        return find_body(self._context().repo, replace(query, session_id=self.session_id))
+        return find_body(self._context().repo, query._replace(session_id=self.session_id))
 
     def _everything(self) -> Callable[[Cursor], Iterable[Checkpoint]]:
         """Every live checkpoint of the session, oldest first, in one query."""
