@@ -41,6 +41,7 @@ from .checkpoint import (
     Limit,
     RetentionPolicy,
     format_id,
+    fresh_checkpoint,
     parse_id,
 )
 from .engine import Cursor
@@ -508,16 +509,14 @@ class ManagerBase(ABC, Generic[DataT]):
             seq, parent_of_row, policy, removed = result
             self._note_policy(policy)
             _log_first_deletion(context.db.where, session_id, removed, policy)
-            checkpoint = Checkpoint(
-                id=format_id(session_id, seq),
-                name=name,
-                timestamp=now,
-                # Decoded from the text just stored: an independent copy, exactly
-                # as get() returns it (tuples become lists), at C speed.
-                data=json.loads(data_json),
-                metadata={} if meta_json == "{}" else json.loads(meta_json),
-                pinned=pinned,
-                parent_id=None if parent_of_row is None else format_id(session_id, parent_of_row),
+            checkpoint = fresh_checkpoint(
+                format_id(session_id, seq),
+                name,
+                now,
+                data_json,
+                {} if meta_json == "{}" else json.loads(meta_json),
+                pinned,
+                None if parent_of_row is None else format_id(session_id, parent_of_row),
             )
             logger.debug("session %s: created checkpoint %r (#%d)", session_id, name, seq)
             return self._typed(checkpoint)
@@ -561,13 +560,14 @@ class ManagerBase(ABC, Generic[DataT]):
                 seq = first + offset
                 parent_seq = parent if offset == 0 else seq - 1
                 created.append(
-                    Checkpoint(
-                        id=format_id(session_id, seq),
-                        name=row.name,
-                        timestamp=now,
-                        data=json.loads(row.data_json),
-                        metadata=json.loads(row.metadata_json),
-                        parent_id=None if parent_seq is None else format_id(session_id, parent_seq),
+                    fresh_checkpoint(
+                        format_id(session_id, seq),
+                        row.name,
+                        now,
+                        row.data_json,
+                        json.loads(row.metadata_json),
+                        False,
+                        None if parent_seq is None else format_id(session_id, parent_seq),
                     )
                 )
             logger.debug("session %s: created %d checkpoints", session_id, len(created))
