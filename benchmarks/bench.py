@@ -1228,7 +1228,7 @@ class Bench:
             ]
             for label, t in times.items()
         ]
-        loaded = [any(flags.split(",")[i] == "True" for flags in seen) for i in range(3)]
+        loaded = [any(flags.split(",")[i] == "True" for flags in seen) for i in range(2)]
         note = (
             f"Wall time of a fresh `{Path(sys.executable).name}` process, median of "
             f"{self.sizes['startup_reps']} rounds (each round runs every program once, in "

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import logging
+import pickle
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -47,6 +50,21 @@ def test_returned_checkpoint_is_not_the_callers_dict(store: CheckpointStore) -> 
     state["step"] = 2
     assert created.data == {"step": 1}
     assert mgr.get_latest() == created
+
+
+def test_a_created_checkpoint_reads_like_a_fetched_one(store: CheckpointStore) -> None:
+    # create() decodes its returned data on first use: every way of reading
+    # a checkpoint must see it, and see one copy.
+    mgr = store.manager("s")
+    created = mgr.create("a", {"t": (1, 2), "n": {"x": 1.5}}, {"m": 1})
+    fetched = mgr.get(created.id)
+    assert pickle.loads(pickle.dumps(created)) == fetched
+    assert dataclasses.asdict(created) == dataclasses.asdict(fetched)
+    assert copy.deepcopy(created) == fetched
+    assert dataclasses.replace(created, name="b").data == {"t": [1, 2], "n": {"x": 1.5}}
+    assert created.data is created.data
+    assert created == fetched
+    assert not hasattr(created, "missing")
 
 
 def test_lookup_methods_follow_the_original_api(store: CheckpointStore) -> None:

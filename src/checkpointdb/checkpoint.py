@@ -6,11 +6,12 @@ the in-memory ``CheckpointManager``, so its exports import here unchanged.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from functools import lru_cache
-from typing import Any, Generic, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal
 
 # typing_extensions for a TypeVar with a default (PEP 696, in typing from 3.13):
 # a bare ``Checkpoint`` is ``Checkpoint[JSONDict]``.
@@ -119,6 +120,25 @@ class Checkpoint(Generic[DataT]):
     pinned: bool = False
     parent_id: str | None = None
 
+    if not TYPE_CHECKING:  # hidden from type checkers: it would make any attribute valid
+
+        def __getattr__(self, attribute: str) -> Any:
+            # Only reached for attributes missing from the instance: ``data`` of
+            # a checkpoint built by ``fresh_checkpoint``, decoded on first use.
+            if attribute == "data":
+                state = self.__dict__
+                text = state.get("_data_json")
+                if text is not None:
+                    # setdefault: threads reading it first at once all get one copy.
+                    value = state.setdefault("data", json.loads(text))
+                    state.pop("_data_json", None)
+                    return value
+                if "data" in state:  # another thread decoded it meanwhile
+                    return state["data"]
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute {attribute!r}"
+            )
+
     @property
     def session_id(self) -> str:
         """The session this checkpoint belongs to (the id up to its last ':')."""
@@ -159,6 +179,37 @@ class Checkpoint(Generic[DataT]):
             pinned=bool(data.get("pinned", False)),
             parent_id=data.get("parent_id"),
         )
+
+
+def fresh_checkpoint(
+    checkpoint_id: str,
+    name: str,
+    timestamp: datetime,
+    data_json: str,
+    metadata: JSONDict,
+    pinned: bool,
+    parent_id: str | None,
+) -> Checkpoint:
+    """A checkpoint just written, whose ``data`` is decoded from ``data_json`` on first use.
+
+    A create must hand back a copy of the state independent of the caller's
+    dict, exactly as ``get`` would return it (tuples become lists): decoding
+    the stored text makes one. Done eagerly, that cost about a sixth of a
+    create (23 of 149 µs per ~1 KB state on SQLite), mostly for callers that
+    keep only the id; the first read of ``data`` pays it instead. Equality,
+    ``repr``, ``to_dict``, copies and pickling read ``data`` like any other field.
+    """
+    checkpoint: Checkpoint = Checkpoint.__new__(Checkpoint)
+    checkpoint.__dict__.update(
+        id=checkpoint_id,
+        name=name,
+        timestamp=timestamp,
+        _data_json=data_json,
+        metadata=metadata,
+        pinned=pinned,
+        parent_id=parent_id,
+    )
+    return checkpoint
 
 
 @dataclass(frozen=True)

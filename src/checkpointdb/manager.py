@@ -21,9 +21,9 @@ import json
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import IO, Any, Generic, Literal, Protocol, TypeVar, cast, overload
@@ -41,6 +41,7 @@ from .checkpoint import (
     Limit,
     RetentionPolicy,
     format_id,
+    fresh_checkpoint,
     parse_id,
 )
 from .engine import Cursor
@@ -463,7 +464,7 @@ class ManagerBase(ABC, Generic[DataT]):
         """The store's database, repository and encoder (the store must be open)."""
 
     def _find(self, query: FindQuery) -> Callable[[Cursor], Iterable[Checkpoint]]:
-        return find_body(self._context().repo, replace(query, session_id=self.session_id))
+        return find_body(self._context().repo, query._replace(session_id=self.session_id))
 
     def _everything(self) -> Callable[[Cursor], Iterable[Checkpoint]]:
         """Every live checkpoint of the session, oldest first, in one query."""
@@ -508,16 +509,14 @@ class ManagerBase(ABC, Generic[DataT]):
             seq, parent_of_row, policy, removed = result
             self._note_policy(policy)
             _log_first_deletion(context.db.where, session_id, removed, policy)
-            checkpoint = Checkpoint(
-                id=format_id(session_id, seq),
-                name=name,
-                timestamp=now,
-                # Decoded from the text just stored: an independent copy, exactly
-                # as get() returns it (tuples become lists), at C speed.
-                data=json.loads(data_json),
-                metadata={} if meta_json == "{}" else json.loads(meta_json),
-                pinned=pinned,
-                parent_id=None if parent_of_row is None else format_id(session_id, parent_of_row),
+            checkpoint = fresh_checkpoint(
+                format_id(session_id, seq),
+                name,
+                now,
+                data_json,
+                {} if meta_json == "{}" else json.loads(meta_json),
+                pinned,
+                None if parent_of_row is None else format_id(session_id, parent_of_row),
             )
             logger.debug("session %s: created checkpoint %r (#%d)", session_id, name, seq)
             return self._typed(checkpoint)
@@ -561,13 +560,14 @@ class ManagerBase(ABC, Generic[DataT]):
                 seq = first + offset
                 parent_seq = parent if offset == 0 else seq - 1
                 created.append(
-                    Checkpoint(
-                        id=format_id(session_id, seq),
-                        name=row.name,
-                        timestamp=now,
-                        data=json.loads(row.data_json),
-                        metadata=json.loads(row.metadata_json),
-                        parent_id=None if parent_seq is None else format_id(session_id, parent_seq),
+                    fresh_checkpoint(
+                        format_id(session_id, seq),
+                        row.name,
+                        now,
+                        row.data_json,
+                        json.loads(row.metadata_json),
+                        False,
+                        None if parent_seq is None else format_id(session_id, parent_seq),
                     )
                 )
             logger.debug("session %s: created %d checkpoints", session_id, len(created))
@@ -959,6 +959,10 @@ class ManagerBase(ABC, Generic[DataT]):
     def _page(self, after: int) -> Operation[list[Checkpoint], list[Checkpoint]]:
         repo, session_id = self._context().repo, self.session_id
         return read(lambda cursor: repo.page(cursor, session_id, after))
+
+    def _page_rows(self, after: int) -> Operation[list[Sequence[Any]], list[Sequence[Any]]]:
+        repo, session_id = self._context().repo, self.session_id
+        return read(lambda cursor: repo.page_rows(cursor, session_id, after))
 
     def _page_desc(self, before: int) -> Operation[list[Checkpoint], list[Checkpoint]]:
         repo, session_id = self._context().repo, self.session_id
@@ -1545,11 +1549,13 @@ class CheckpointManager(ManagerBase[DataT]):
 
     def __iter__(self) -> Iterator[Checkpoint[DataT]]:
         """Stream the checkpoints oldest first, a page per query (bounded memory)."""
+        repo, session_id = self._context().repo, self.session_id
         after: int | None = FIRST_PAGE_AFTER
         while after is not None:
-            page = perform(self._page(after), self._db)
-            yield from self._typed_list(page)
-            after = next_page(page)
+            rows = perform(self._page_rows(after), self._db)
+            for checkpoint in repo.checkpoints_of(session_id, rows):
+                yield self._typed(checkpoint)
+            after = rows[-1][0] if len(rows) == PAGE_SIZE else None
 
     def _snapshot(self) -> Iterator[Checkpoint]:
         """Stream every live checkpoint, oldest first, in one read transaction."""

@@ -30,17 +30,21 @@ type), and the repository compiles it once per shape:
   carry every key: up to 3.44 a quoted key ends at the first ``"`` and is
   compared with the key's escaped JSON text, and from 3.45 on the rules
   differ again, so the same path string finds different keys on different
-  SQLite versions.
+  SQLite versions. A path whose keys are all plain identifiers
+  (``[A-Za-z_][A-Za-z0-9_]*``) reads the same on every version unquoted, so
+  it is bound as one path string (``$.agent.role``) and tested with
+  ``json_type`` and ``json_extract``: the same rules, at about half the cost
+  of the ``json_each`` joins for a match near the newest checkpoints.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -50,7 +54,6 @@ from sqlalchemy import (
     exists,
     func,
     literal_column,
-    or_,
     select,
 )
 
@@ -74,13 +77,14 @@ MAX_PATH_KEYS = 32
 # literally, which is never what someone writing "$.a" or "a[0]" means.
 _PATH_SYNTAX = ('"', "$", "[", "]")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# Keys that an unquoted SQLite JSON path names exactly, on every SQLite version.
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PATH_HINT = 'pass the path as a tuple of keys to use them literally, e.g. ("a.b", "c")'
 
 _cp = checkpoints_table.c
 
 
-@dataclass(frozen=True)
-class JSONMatch:
+class JSONMatch(NamedTuple):
     """One filter entry: ``column`` holds ``value`` at ``path`` (JSON equality)."""
 
     column: str
@@ -189,13 +193,13 @@ def parse_filter(spec: object, column: str) -> tuple[JSONMatch, ...]:
     return tuple(matches)
 
 
-@dataclass(frozen=True)
-class FindQuery:
+class FindQuery(NamedTuple):
     """The checked arguments of ``find()``: a :attr:`shape` and the values to bind.
 
     Within one session results come in creation (seq) order; across
     sessions, by ``created_at`` then session id and seq, since sessions have
-    no common counter.
+    no common counter. A NamedTuple: one is built per call, and that costs
+    a third of a frozen dataclass.
     """
 
     session_id: str | None
@@ -235,18 +239,18 @@ class FindQuery:
         if type(newest_first) is not bool:
             raise InvalidDataError(f"newest_first must be True or False, got {newest_first!r}")
         return cls(
-            session_id=None if session_id is None else check_identifier(session_id, "session_id"),
-            name=None if name is None else check_identifier(name, "name"),
-            since=None if since is None else require_aware(since, "since"),
-            until=None if until is None else require_aware(until, "until"),
-            matches=parse_filter(metadata, "metadata") + parse_filter(data, "data"),
-            limit=limit,
-            newest_first=newest_first,
+            None if session_id is None else check_identifier(session_id, "session_id"),
+            None if name is None else check_identifier(name, "name"),
+            None if since is None else require_aware(since, "since"),
+            None if until is None else require_aware(until, "until"),
+            parse_filter(metadata, "metadata") + parse_filter(data, "data"),
+            limit,
+            newest_first,
         )
 
     @property
     def shape(self) -> FindShape:
-        """What decides the SQL text: the filters set, each match's column, depth and kind.
+        """What decides the SQL text: the filters set; each match's column, depth, kind, plainness.
 
         Two queries of one shape run the same compiled statement with
         different bound values.
@@ -258,7 +262,9 @@ class FindQuery:
             self.until is not None,
             self.limit is not None,
             self.newest_first,
-            tuple((m.column, len(m.path), _kind(m.value)) for m in self.matches),
+            tuple(
+                (m.column, len(m.path), _kind(m.value), _plain(m.path)) for m in self.matches
+            ),
         )
 
     def parameters(
@@ -288,15 +294,23 @@ class FindQuery:
                     document = {key: document}
                 params[f"doc{index}"] = dumps_jsonb(document)
                 continue
-            for depth, key in enumerate(match.path):
-                params[f"key{index}_{depth}"] = key
+            if _plain(match.path):
+                params[f"path{index}"] = "$." + ".".join(match.path)
+            else:
+                for depth, key in enumerate(match.path):
+                    params[f"key{index}_{depth}"] = key
             if type(match.value) in (str, int, float):
                 params[f"value{index}"] = match.value
         return params
 
 
 # Which filters a find() sets and how each JSON match looks (see FindQuery.shape).
-FindShape = tuple[bool, bool, bool, bool, bool, bool, tuple[tuple[str, int, str], ...]]
+FindShape = tuple[bool, bool, bool, bool, bool, bool, tuple[tuple[str, int, str, bool], ...]]
+
+
+def _plain(path: tuple[str, ...]) -> bool:
+    """Whether every key of ``path`` is a plain identifier (see the module docstring)."""
+    return all(_PLAIN_KEY.fullmatch(key) for key in path)
 
 
 def _kind(value: JSONScalar) -> str:
@@ -329,9 +343,11 @@ def find_clauses(
         conditions.append(_cp.created_at > bindparam("since"))
     if until_set:
         conditions.append(_cp.created_at <= bindparam("until"))
-    for index, (column, depth, kind) in enumerate(matches):
+    for index, (column, depth, kind, plain) in enumerate(matches):
         if dialect_name == "postgresql":
             conditions.append(_postgresql_match(column, index))
+        elif plain:
+            conditions.append(_sqlite_path_match(column, kind, index))
         else:
             conditions.append(_sqlite_match(column, depth, kind, index))
     columns: Sequence[ColumnElement[Any]] = (
@@ -371,20 +387,39 @@ def _sqlite_match(column: str, depth: int, kind: str, index: int) -> ColumnEleme
     return exists(select(literal_column("1")).select_from(*levels).where(*conditions))
 
 
+def _sqlite_path_match(column: str, kind: str, index: int) -> ColumnElement[bool]:
+    """The value at one bound path string: json_type names its JSON type (NULL if absent)."""
+    path = bindparam(f"path{index}", type_=Text)
+    source = _cp[column]
+    return _value_test(
+        func.json_type(source, path), func.json_extract(source, path), kind, index
+    )
+
+
 def _sqlite_value_test(level: Any, kind: str, index: int) -> ColumnElement[bool]:
     """json_each's ``type`` names the JSON type; ``atom`` holds a scalar's SQL value."""
-    json_type = level.c.type
+    return _value_test(level.c.type, level.c.atom, kind, index)
+
+
+def _value_test(
+    json_type: ColumnElement[Any], atom: ColumnElement[Any], kind: str, index: int
+) -> ColumnElement[bool]:
+    """A JSON type and scalar SQL value equal to match ``index`` of this ``kind``."""
     test: ColumnElement[bool]
     if kind in ("null", "true", "false"):
         test = json_type == literal_column(f"'{kind}'")
         return test
-    value = level.c.atom == bindparam(f"value{index}")
+    # The value first: it rules out almost every row, and the type test then
+    # reads the JSON that SQLite has just parsed (it keeps recent parses).
+    value = atom == bindparam(f"value{index}")
     if kind == "text":
-        test = (json_type == literal_column("'text'")) & value
+        test = value & (json_type == literal_column("'text'"))
     else:
-        integer: ColumnElement[str] = literal_column("'integer'")
-        real: ColumnElement[str] = literal_column("'real'")
-        test = or_(json_type == integer, json_type == real) & value
+        numbers: list[ColumnElement[str]] = [
+            literal_column("'integer'"),
+            literal_column("'real'"),
+        ]
+        test = value & json_type.in_(numbers)
     return test
 
 
