@@ -148,7 +148,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         )
 
 
-
 @pytest.fixture(scope="session")
 def pgbouncer() -> Iterator[PgBouncer]:
     """PgBouncer in transaction pooling mode in front of the test server, for the whole run.

@@ -86,9 +86,7 @@ class PgBouncer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             **(
-                {"user": "postgres", "group": "postgres", "extra_groups": []}
-                if as_postgres
-                else {}
+                {"user": "postgres", "group": "postgres", "extra_groups": []} if as_postgres else {}
             ),
         )
         try:
