@@ -27,6 +27,11 @@ PATIENCE = 15.0
 # many as the migration test needs at once (four waiting openers, the
 # holder of the lock and the observer).
 POOL_SIZE = 6
+# Server connections in all: each test has a database (a pool) of its own,
+# and idle pools must not hold the server's max_connections, which other
+# test runs share. At the limit PgBouncer closes an idle connection of
+# another pool.
+MAX_SERVER_CONNECTIONS = 10
 
 
 def find_pgbouncer() -> str | None:
@@ -71,6 +76,8 @@ class PgBouncer:
             "unix_socket_dir =\n"
             "pool_mode = transaction\n"
             f"default_pool_size = {POOL_SIZE}\n"
+            f"max_user_connections = {MAX_SERVER_CONNECTIONS}\n"
+            "server_idle_timeout = 10\n"
             "max_client_conn = 500\n"
             "auth_type = trust\n"
             f"auth_file = {self.directory / 'userlist.txt'}\n"

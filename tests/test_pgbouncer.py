@@ -110,6 +110,14 @@ def test_the_cli_reads_and_writes_through_pgbouncer(postgres_url: str) -> None:
     assert forked.exit_code == 0, forked.output
     with CheckpointStore(postgres_url) as store:
         assert [cp.data for cp in store.manager("t")] == [{"n": 1}]
+    # `sql` prepares the query (to allow one statement): twice, in case the
+    # second lands on the server connection the first used.
+    for _ in range(2):
+        counted = runner.invoke(
+            cli, ["--db", postgres_url, "sql", "--json", "SELECT count(*) AS n FROM checkpoints"]
+        )
+        assert counted.exit_code == 0, counted.output
+        assert json.loads(counted.output)["rows"] == [[2]]
 
 
 @POOLED
