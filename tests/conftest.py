@@ -99,7 +99,7 @@ class PooledDatabases:
     def new_url(self) -> str:
         import psycopg
 
-        database = f"t_{uuid.uuid4().hex[:12]}"
+        database = f"pooled_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(_driver_url(self.base_url), autocommit=True) as conn:
             # FILE_COPY: a third of the time of the default strategy here.
             conn.execute(f"CREATE DATABASE {database} TEMPLATE template0 STRATEGY FILE_COPY")

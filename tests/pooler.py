@@ -88,14 +88,20 @@ class PgBouncer:
             shutil.chown(self.directory, "postgres", "postgres")
             for path in self.directory.iterdir():
                 shutil.chown(path, "postgres", "postgres")
-        self.process = subprocess.Popen(
-            [executable, str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            **(
-                {"user": "postgres", "group": "postgres", "extra_groups": []} if as_postgres else {}
-            ),
-        )
+        # A file, not a pipe: PgBouncer logs every connection to stderr too,
+        # and stops once a pipe nobody reads is full.
+        self.stderr = self.directory / "stderr.txt"
+        with self.stderr.open("wb") as stderr:
+            self.process = subprocess.Popen(
+                [executable, str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                **(
+                    {"user": "postgres", "group": "postgres", "extra_groups": []}
+                    if as_postgres
+                    else {}
+                ),
+            )
         try:
             self._wait_until_ready()
         except BaseException:
@@ -130,11 +136,10 @@ class PgBouncer:
 
     def _output(self) -> str:
         """What pgbouncer said on stderr and in its log, for a failure's message."""
-        stderr = b""
-        if self.process.poll() is not None and self.process.stderr is not None:
-            stderr = self.process.stderr.read()
-        log = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return (stderr.decode(errors="replace") + log).strip()[-2000:]
+        said = [
+            path.read_text(errors="replace") for path in (self.stderr, self.log) if path.exists()
+        ]
+        return "".join(said).strip()[-2000:]
 
     def stop(self) -> None:
         """End the process (it drops every connection) and remove its files."""
@@ -145,6 +150,4 @@ class PgBouncer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self.process.stderr is not None:
-            self.process.stderr.close()
         shutil.rmtree(self.directory, ignore_errors=True)
