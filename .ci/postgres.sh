@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start a throwaway PostgreSQL server for the test suite and print the URL
 # of a database the tests may use. Runs the server as the `postgres` user
-# (PostgreSQL refuses to run as root). Installs PostgreSQL when missing.
+# (PostgreSQL refuses to run as root). Installs PostgreSQL when missing, and
+# PgBouncer, which the test suite starts in front of the server itself.
 #
 #   eval "$(bash .ci/postgres.sh)"   # exports CHECKPOINTDB_TEST_POSTGRES_URL
 set -euo pipefail
@@ -20,6 +21,11 @@ if [ -z "$bindir" ]; then
   for candidate in /usr/lib/postgresql/*/bin; do
     [ -x "$candidate/pg_ctl" ] && bindir="$candidate"
   done
+fi
+if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then
+  echo "PgBouncer not found: installing it" >&2
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >&2
 fi
 id postgres >/dev/null 2>&1 || useradd --system --create-home postgres
 

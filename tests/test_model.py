@@ -9,7 +9,8 @@ checkpoint; lineages that stop at a deleted ancestor; forks renumbered from
 1 with remapped parents; the retention policy stored per session) and
 against a real store, which is closed and reopened at random points, with
 managers made with and without policy arguments. The machine runs on the
-sync API and, through a test-only synchronous facade, on the asyncio API.
+sync API and, through a test-only synchronous facade, on the asyncio API;
+on PostgreSQL also through PgBouncer in transaction pooling mode.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 from async_facade import STORE_FLAVOURS
+from conftest import BACKENDS
 from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -581,6 +583,7 @@ class StoreMachine(RuleBasedStateMachine):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("flavour", list(STORE_FLAVOURS))
+@pytest.mark.parametrize("backend", [*BACKENDS, "pgbouncer"], indirect=True)
 def test_store_matches_the_reference_model(new_url: Callable[[], str], flavour: str) -> None:
     StoreMachine.new_url = staticmethod(new_url)  # type: ignore[method-assign]
     StoreMachine.open_store = staticmethod(STORE_FLAVOURS[flavour])  # type: ignore[method-assign]

@@ -7,8 +7,10 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from conftest import BACKENDS
 
 from checkpointdb import CheckpointStore, SchemaOutOfDateError
 from checkpointdb.cli import cli
@@ -122,6 +124,7 @@ def test_revision_1_database_upgrades_on_open_losing_nothing(backend_url: str) -
         assert mgr.create("after-upgrade", {"ok": True}).id == f"agent:1:{last_seq + 1}"
 
 
+@pytest.mark.parametrize("backend", [*BACKENDS, "pgbouncer"], indirect=True)
 def test_downgrade_to_revision_1_and_back_loses_nothing(backend_url: str) -> None:
     expected = _build_revision_1(backend_url)
     CheckpointStore(backend_url).close()
@@ -139,6 +142,7 @@ def test_downgrade_to_revision_1_and_back_loses_nothing(backend_url: str) -> Non
         _check_everything_kept(store, expected)
 
 
+@pytest.mark.parametrize("backend", [*BACKENDS, "pgbouncer"], indirect=True)
 def test_cli_db_upgrade_upgrades_a_revision_1_database(backend_url: str) -> None:
     expected = _build_revision_1(backend_url)
     try:

@@ -6,7 +6,8 @@ Everything that depends on *how* we talk to the database lives here:
 * creating a new SQLite file with mode 0600 before SQLite touches it, and
   refusing a file that is not an SQLite database without writing to it;
 * read-only databases that cannot write whatever is asked of them (SQLite
-  opened with ``mode=ro``, PostgreSQL with read-only transactions);
+  opened with ``mode=ro``; PostgreSQL refuses writes before taking a
+  connection and reads in READ ONLY transactions);
 * per-connection pragmas (WAL, foreign keys, synchronous, busy timeout) and
   the pysqlite transaction recipe, so that writes take the lock up front with
   ``BEGIN IMMEDIATE`` and SQLAlchemy never issues a BEGIN of its own;
@@ -497,9 +498,9 @@ def create_sqlalchemy_engine(
 ) -> Engine:
     """Build the Engine for ``url`` with this package's connection settings.
 
-    With ``read_only``, no connection it opens can write: SQLite files are
-    opened with ``mode=ro`` (a missing file is not created), PostgreSQL
-    transactions are READ ONLY. ``trace`` sees every statement.
+    With ``read_only``, SQLite files are opened with ``mode=ro`` (a missing
+    file is not created), so no connection can write. ``trace`` sees every
+    statement.
 
     Raises:
         MissingDriverError: a PostgreSQL URL and psycopg is not installed.
@@ -550,16 +551,6 @@ def _new_engine(
         return engine
     if backend == "postgresql":
         require_psycopg()
-        # Appended to any options the URL carries (a search_path, say).
-        options = " ".join(
-            part
-            for part in (
-                str(url.query.get("options", "")),
-                f"-c timezone=UTC -c lock_timeout={int(busy_timeout * 1000)}",
-                "-c default_transaction_read_only=on" if read_only else "",
-            )
-            if part
-        )
         return create_engine(
             url,
             echo=echo,
@@ -570,8 +561,12 @@ def _new_engine(
             max_overflow=DEFAULT_SETTINGS["max_overflow"],
             pool_recycle=DEFAULT_SETTINGS["pool_recycle"],
             pool_timeout=busy_timeout,
+            # No startup "options" (timezone, lock_timeout...): a pooler in
+            # transaction mode refuses or drops them, and a setting made for
+            # the session would stay on a server connection other clients
+            # share. Times are read as UTC whatever the session's TimeZone
+            # (decode_time), and writes set lock_timeout per transaction.
             connect_args={
-                "options": options,
                 "application_name": "checkpointdb",
                 # No server-side prepared statements: a pooler in transaction
                 # mode (PgBouncer) hands the next transaction another server
@@ -628,6 +623,11 @@ class Database:
             prepare_sqlite_file(Path(str(url.database)), create=not read_only)
         self._echo = echo
         self.errors = DriverErrors(self.where, self.busy_timeout)
+        # Per transaction, not per connection: behind a pooler in transaction
+        # mode the next transaction may run on another server connection.
+        # Queued with BEGIN in the write pipeline, so it costs no round trip.
+        self.pg_lock_timeout = f"SET LOCAL lock_timeout = {int(self.busy_timeout * 1000)}"
+        self._pg_write_begin = ("BEGIN", self.pg_lock_timeout)
         self._lock = threading.Lock()
         self._closed = False
         self._engine = create_sqlalchemy_engine(
@@ -803,10 +803,10 @@ class Database:
             raise read_only_error(self.where)
         if not self.is_sqlite:
             if write:
-                return _PgTransaction(self, "BEGIN", commit, pipeline=True)
+                return _PgTransaction(self, self._pg_write_begin, commit, pipeline=True)
             if snapshot:
-                return _PgTransaction(self, _PG_SNAPSHOT, commit, pipeline=False)
-            return _PgTransaction(self, "BEGIN" if stream else None, commit, pipeline=False)
+                return _PgTransaction(self, (_PG_SNAPSHOT,), commit, pipeline=False)
+            return _PgTransaction(self, (_PG_STREAM,) if stream else (), commit, pipeline=False)
         begin = "BEGIN IMMEDIATE" if write else "BEGIN" if snapshot else None
         return _Transaction(self, begin, commit)
 
@@ -922,6 +922,8 @@ class _Transaction:
 
 # How a PostgreSQL read of several statements sees one moment.
 _PG_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+# A server-side cursor needs a transaction; a read never needs to write.
+_PG_STREAM = "BEGIN READ ONLY"
 
 
 class StaleConnectionError(CheckpointDBError):
@@ -1001,9 +1003,11 @@ class _PgTransaction:
     """The context manager behind :meth:`Database.transaction` on PostgreSQL.
 
     The connection runs in autocommit mode and the transaction is ours:
-    a one-statement read runs bare (one round trip); a write queues BEGIN
-    and its statements in a pipeline, so BEGIN costs no round trip of its
-    own and a create takes three (take the seq, insert, COMMIT). There is
+    a one-statement read runs bare (one round trip); a write queues BEGIN,
+    its ``SET LOCAL lock_timeout`` and its statements in a pipeline, so
+    they cost no round trip of their own and a create takes three (take
+    the seq, insert, COMMIT). No setting outlives the transaction, which
+    keeps every transaction right behind a pooler in transaction mode. There is
     no pre-ping: a connection found dead before the server answered
     anything raises :class:`StaleConnectionError` (nothing ran), any later
     failure is reported as it is.
@@ -1011,7 +1015,9 @@ class _PgTransaction:
 
     __slots__ = ("_begin", "_commit", "_cursor", "_db", "_pipeline", "_raw", "_use_pipeline")
 
-    def __init__(self, db: Database, begin: str | None, commit: bool, *, pipeline: bool) -> None:
+    def __init__(
+        self, db: Database, begin: tuple[str, ...], commit: bool, *, pipeline: bool
+    ) -> None:
         self._db = db
         self._begin = begin
         self._commit = commit
@@ -1028,8 +1034,9 @@ class _PgTransaction:
                 self._pipeline = dbapi.pipeline()  # a context manager
                 pipeline = self._pipeline.__enter__()
             cursor = self._cursor = _PgCursor(raw.cursor(), pipeline)
-            if self._begin is not None:
-                cursor.execute(self._begin)
+            if self._begin:
+                for statement in self._begin:
+                    cursor.execute(statement)
                 # BEGIN alone says nothing ran; only a statement of the body's does.
                 cursor.answered = False
         except BaseException as exc:
@@ -1047,7 +1054,7 @@ class _PgTransaction:
             self._end(exc)
         cursor = self._cursor
         try:
-            if self._begin is not None:
+            if self._begin:
                 if not cursor.answered:
                     # Never send COMMIT with the first statements: a connection
                     # lost then would leave unknown whether they were applied.

@@ -298,6 +298,9 @@ def locked_connection(db: Database, repository: Repository) -> Iterator[Connecti
         try:
             with connection.begin():
                 cursor: Any = connection.connection.cursor()
+                if not db.is_sqlite:
+                    # Set for this transaction only: it may be a pooler's.
+                    cursor.execute(db.pg_lock_timeout)
                 repository.take_migration_lock(cursor)
                 yield connection
                 problems = repository.foreign_key_problems(cursor)
