@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -11,7 +12,13 @@ from sqlalchemy import Column, Integer, MetaData, Table, create_engine, insert, 
 from sqlalchemy.exc import StatementError
 
 from checkpointdb import CheckpointStore, InvalidDataError, NaiveDatetimeError
-from checkpointdb.types import JSONDocument, UTCDateTime, decode_time, encode_time_text
+from checkpointdb.types import (
+    JSONDocument,
+    UTCDateTime,
+    decode_time,
+    encode_time_text,
+    jsonb_text,
+)
 
 
 def _table() -> Table:
@@ -122,3 +129,19 @@ def test_naive_bound_is_refused_with_a_type_error(store: CheckpointStore) -> Non
         mgr.get_since(datetime(2026, 1, 1))
     with pytest.raises(NaiveDatetimeError, match="no timezone"):
         mgr.get_between(datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2027, 1, 1))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"x":1e+16}', '{"x":10000000000000000.0}'),
+        ('{"x":-2.5E-3,"s":"1e5 stays"}', '{"x":-0.0025,"s":"1e5 stays"}'),
+        ('{"s":"see the message","n":12,"e":3.5}', '{"s":"see the message","n":12,"e":3.5}'),
+        ('["escaped \\"1e5\\" inside",1E2]', '["escaped \\"1e5\\" inside",100.0]'),
+    ],
+)
+def test_jsonb_text_writes_exponent_floats_positionally_and_nothing_else(
+    text: str, expected: str
+) -> None:
+    assert jsonb_text(text) == expected
+    assert json.loads(jsonb_text(text)) == json.loads(text)
