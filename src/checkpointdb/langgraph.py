@@ -131,10 +131,13 @@ class _Statements:
             "SELECT task_id, channel, type, value FROM langgraph_writes "
             "WHERE session_id = :thread AND seq = :seq ORDER BY task_path, task_id, idx"
         )
-        self.find_ids = sql(
+        # Two lookups, not ``checkpoint_id IN (:id, :parent)``: for that SQLite
+        # walks the thread's primary key, a scan of every checkpoint of the thread.
+        find = (
             "SELECT checkpoint_id, seq FROM langgraph_checkpoints WHERE session_id = :thread "
-            "AND checkpoint_ns = :ns AND checkpoint_id IN (:id, :parent)"
+            "AND checkpoint_ns = :ns AND checkpoint_id = "
         )
+        self.find_ids = sql(f"{find}:id UNION ALL {find}:parent")
         self.seq_of = sql(
             "SELECT seq FROM langgraph_checkpoints WHERE session_id = :thread "
             "AND checkpoint_ns = :ns AND checkpoint_id = :id"
