@@ -73,12 +73,16 @@ PRUNE_STRATEGIES = ("keep_latest", "delete")
 
 _PARAM = re.compile(r"(?<!:):(\w+)")
 
+# The parent's id and each channel value are lookups by their whole key: a
+# join there may be planned (PostgreSQL before ANALYZE has seen the tables)
+# as a walk of every row of the thread for every checkpoint read.
 _SELECT = """
-SELECT m.session_id, m.seq, m.checkpoint_ns, m.checkpoint_id, p.checkpoint_id AS parent_id,
+SELECT m.session_id, m.seq, m.checkpoint_ns, m.checkpoint_id,
+       (SELECT p.checkpoint_id FROM langgraph_checkpoints AS p
+        WHERE p.session_id = c.session_id AND p.seq = c.parent_seq) AS parent_id,
        c.data, c.metadata
 FROM langgraph_checkpoints AS m
 JOIN checkpoints AS c ON c.session_id = m.session_id AND c.seq = m.seq
-LEFT JOIN langgraph_checkpoints AS p ON p.session_id = c.session_id AND p.seq = c.parent_seq
 """
 # A read is one statement, so it needs no snapshot: the checkpoints chosen
 # (kind 0 rows), then their channel values (kind 1) and pending writes
@@ -94,9 +98,7 @@ SELECT 0, t.session_id, t.seq, t.checkpoint_ns, t.checkpoint_id, t.parent_id, NU
        CAST(NULL AS {bytes}), CAST(NULL AS INTEGER), t.data, t.metadata FROM t
 UNION ALL
 SELECT 1, t.session_id, t.seq, b.channel, b.type, NULL, NULL, b.value, NULL, NULL, NULL
-FROM t CROSS JOIN {versions} AS v CROSS JOIN langgraph_blobs AS b
-WHERE b.session_id = t.session_id AND b.checkpoint_ns = t.checkpoint_ns
-AND b.channel = v.key AND b.version = {version} AND b.type <> 'empty'
+FROM t CROSS JOIN {values}
 UNION ALL
 SELECT 2, t.session_id, t.seq, w.task_path, w.task_id, w.channel, w.type, w.value, w.idx,
        NULL, NULL
@@ -115,17 +117,29 @@ class _Statements:
             return text.strip() if sqlite else _PARAM.sub(r"%(\1)s", text.strip())
 
         self.sql = sql
+        blob = (
+            "b.session_id = t.session_id AND b.checkpoint_ns = t.checkpoint_ns "
+            "AND b.channel = v.key AND b.version = {} AND b.type <> 'empty'"
+        )
         if sqlite:
-            versions, version = "json_each(t.data, '$.channel_versions')", "CAST(v.value AS TEXT)"
+            values = (
+                "json_each(t.data, '$.channel_versions') AS v CROSS JOIN langgraph_blobs AS b "
+                "WHERE " + blob.format("CAST(v.value AS TEXT)")
+            )
         else:
-            versions, version = "jsonb_each_text(t.data -> 'channel_versions')", "v.value"
+            # LIMIT 1 (the key is unique) keeps the subquery a lookup per channel.
+            values = (
+                "jsonb_each_text(t.data -> 'channel_versions') AS v CROSS JOIN LATERAL ("
+                "SELECT b.channel, b.type, b.value FROM langgraph_blobs AS b WHERE "
+                + blob.format("v.value")
+                + " LIMIT 1) AS b"
+            )
 
         def read(chosen: str) -> str:
             return sql(
                 _READ.format(
                     chosen=chosen,
-                    versions=versions,
-                    version=version,
+                    values=values,
                     bytes="BLOB" if sqlite else "BYTEA",
                 )
             )
