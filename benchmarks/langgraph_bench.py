@@ -27,7 +27,12 @@ compared at equal durability: SqliteSaver is run at both, ours at both.
 Latencies are per call (``time.perf_counter_ns``); systems run in
 interleaved rounds (each round every system does a batch), so drift in the
 machine hits them alike. Reported: median, p10-p90 spread, and the ratio of
-ours to the best LangGraph saver on the same backend (below 1: ours faster).
+ours to the best LangGraph saver of the same flavour (sync savers against
+SqliteSaver / PostgresSaver, async ones against AsyncSqliteSaver /
+AsyncPostgresSaver) on the same backend: the median over rounds of the
+round's ratio of medians, with the lowest and highest round (below 1: ours
+faster). PostgreSQL runs every saver on one server at its default
+``synchronous_commit`` (on).
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ class System:
         # reads=False: a system only in the write comparison (reads do not
         # depend on synchronous, and filling 100k rows at FULL takes minutes).
         self.ours, self.durability, self.reads = ours, durability, reads
+        self.flavour = "sync" if loop is None else "async"
         self.version: Any = None
         self.parent: dict[str, Any] | None = None
         self.ids: list[str] = []
@@ -123,18 +129,20 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def interleaved(systems: Sequence[System], make: Callable[[System], Callable[[], Any]],
-                rounds: int, batch: int) -> dict[str, list[float]]:
-    """Per-call microseconds of each system, in rounds that alternate the systems."""
-    times: dict[str, list[float]] = {s.name: [] for s in systems}
+                rounds: int, batch: int) -> dict[str, list[list[float]]]:
+    """Per-call microseconds of each system, one list per round; rounds alternate the order."""
+    times: dict[str, list[list[float]]] = {s.name: [] for s in systems}
     calls = {s.name: make(s) for s in systems}
     for round_no in range(rounds):
         order = list(systems) if round_no % 2 == 0 else list(reversed(systems))
         for system in order:
             call = calls[system.name]
+            batch_times = []
             for _ in range(batch):
                 start = time.perf_counter_ns()
                 call()
-                times[system.name].append((time.perf_counter_ns() - start) / 1000)
+                batch_times.append((time.perf_counter_ns() - start) / 1000)
+            times[system.name].append(batch_times)
     return times
 
 
@@ -164,25 +172,36 @@ def fill(systems: Sequence[System], thread: str, rows: int) -> None:
             system.put_step(thread, step)
 
 
-def summarize(op: str, size: str, times: dict[str, list[float]], systems: Sequence[System],
-              rows: list[list[Any]], verdicts: list[tuple[str, float | None]],
-              by_durability: bool = False) -> None:
-    """Rows of the table; a write is compared only with savers at the same durability."""
-    medians = {name: statistics.median(v) for name, v in times.items()}
+def summarize(op: str, size: str, times: dict[str, list[list[float]]],
+              systems: Sequence[System], rows: list[list[Any]],
+              verdicts: list[tuple[str, float | None]], by_durability: bool = False) -> None:
+    """Rows of the table; each saver is compared with LangGraph's of the same flavour
+    (sync or async) on the same backend, a write only at the same durability.
 
-    def key(s: System) -> tuple[str, str]:
-        return s.backend, s.durability if by_durability else ""
+    The ratio is the median over rounds of (ours' median in the round / the
+    best LangGraph saver's median in that round), with its lowest and highest.
+    """
+    flat = {name: [v for batch in rounds for v in batch] for name, rounds in times.items()}
+    medians = {name: statistics.median(v) for name, v in flat.items()}
+
+    def key(s: System) -> tuple[str, str, str]:
+        return s.backend, s.flavour, s.durability if by_durability else ""
 
     for group_key in sorted({key(s) for s in systems}):
         group = [s for s in systems if key(s) == group_key]
-        theirs = [medians[s.name] for s in group if not s.ours]
-        best = min(theirs) if theirs else None
+        theirs = [s for s in group if not s.ours]
         for s in group:
-            values = times[s.name]
-            ratio = medians[s.name] / best if best else None
+            values = flat[s.name]
+            per_round = [
+                statistics.median(times[s.name][i])
+                / min(statistics.median(times[t.name][i]) for t in theirs)
+                for i in range(len(times[s.name]))
+            ] if theirs else []
+            ratio = statistics.median(per_round) if per_round else None
+            spread = f"{min(per_round):.2f}-{max(per_round):.2f}" if per_round else ""
             rows.append([op, size, s.name, f"{medians[s.name]:.0f}",
                          f"{percentile(values, 0.1):.0f}-{percentile(values, 0.9):.0f}",
-                         "" if ratio is None else f"{ratio:.2f}"])
+                         "" if ratio is None else f"{ratio:.2f}", spread])
             if s.ours:
                 verdicts.append((f"{op} {size} {s.name}", ratio))
 
@@ -218,12 +237,15 @@ def sqlite_systems(tmp: Path, stack: ExitStack, loop: asyncio.AbstractEventLoop)
     return systems
 
 
-def postgres_systems(url: str, stack: ExitStack) -> list[System]:
+def postgres_systems(url: str, stack: ExitStack,
+                     loop: asyncio.AbstractEventLoop) -> list[System]:
+    """Ours and LangGraph's savers, sync and async, each in a schema of its own."""
     import psycopg
     from langgraph.checkpoint.postgres import PostgresSaver
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
     plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
-    schemas = [f"bench_{uuid.uuid4().hex[:10]}" for _ in range(2)]
+    schemas = [f"bench_{uuid.uuid4().hex[:10]}" for _ in range(4)]
     admin = psycopg.connect(plain, autocommit=True)
     for schema in schemas:
         admin.execute(f"CREATE SCHEMA {schema}")
@@ -235,16 +257,25 @@ def postgres_systems(url: str, stack: ExitStack) -> list[System]:
 
     stack.callback(drop)
     sep = "&" if "?" in url else "?"
-    ours_url = f"{url}{sep}options={quote('-csearch_path=' + schemas[0])}"
-    store = stack.enter_context(CheckpointStore(ours_url))
-    theirs_cm = PostgresSaver.from_conn_string(
-        f"{plain}{sep}options={quote('-csearch_path=' + schemas[1])}"
-    )
-    theirs = stack.enter_context(theirs_cm)
+
+    def in_schema(base: str, schema: str) -> str:
+        return f"{base}{sep}options={quote('-csearch_path=' + schema)}"
+
+    store = stack.enter_context(CheckpointStore(in_schema(url, schemas[0])))
+    theirs = stack.enter_context(PostgresSaver.from_conn_string(in_schema(plain, schemas[1])))
     theirs.setup()
+    astore = loop.run_until_complete(AsyncCheckpointStore.open(in_schema(url, schemas[2])))
+    stack.callback(lambda: loop.run_until_complete(astore.close()))
+    atheirs_cm = AsyncPostgresSaver.from_conn_string(in_schema(plain, schemas[3]))
+    atheirs = loop.run_until_complete(atheirs_cm.__aenter__())
+    stack.callback(lambda: loop.run_until_complete(atheirs_cm.__aexit__(None, None, None)))
+    loop.run_until_complete(atheirs.setup())
     return [
         System("ours sync", CheckpointDBSaver(store), "postgresql", ours=True),
         System("PostgresSaver", theirs, "postgresql"),
+        System("ours async", AsyncCheckpointDBSaver(astore), "postgresql", loop=loop,
+               ours=True),
+        System("AsyncPostgresSaver", atheirs, "postgresql", loop=loop),
     ]
 
 
@@ -300,7 +331,7 @@ def main() -> None:
             systems = sqlite_systems(tmp, stack, loop)
             pg_url = os.environ.get("CHECKPOINTDB_TEST_POSTGRES_URL")
             if pg_url:
-                systems += postgres_systems(pg_url, stack)
+                systems += postgres_systems(pg_url, stack, loop)
             thread = "bench"
             step_of = {s.name: 0 for s in systems}
             for size in sizes:
@@ -333,7 +364,8 @@ def main() -> None:
         loop.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    header = ["call", "thread", "system", "median us", "p10-p90 us", "x LangGraph's best"]
+    header = ["call", "thread", "system", "median us", "p10-p90 us", "x LangGraph's best",
+              "lowest-highest round"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     size_lines = ["| saver | turns | file bytes |", "|---|---|---|"]
@@ -351,8 +383,10 @@ def main() -> None:
         f"`python benchmarks/langgraph_bench.py{' --quick' if args.quick else ''}` on "
         f"{platform.python_implementation()} {platform.python_version()}, SQLite "
         f"{sqlite3.sqlite_version}; {rounds} interleaved rounds of {batch} calls per system. "
-        "Ratios compare each of ours with the fastest LangGraph saver on the same backend; "
-        "for writes, at the same durability (synchronous level in brackets). The "
+        "Ratios compare each of ours with the fastest LangGraph saver of the same flavour "
+        "(sync or async) on the same backend, as the median over rounds of each round's "
+        "ratio of medians (lowest-highest round beside it); for writes, at the same "
+        "durability (synchronous level in brackets; PostgreSQL: the server's default). The "
         f"machine's load average during the run: {os.getloadavg()[0]:.1f} on "
         f"{os.cpu_count()} cores (other work was running: figures are noisy).", "",
         *lines, "",

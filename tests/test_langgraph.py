@@ -261,3 +261,51 @@ def test_async_store_opened_elsewhere_is_usable(backend_url: str) -> None:
             await store.close()
 
     assert len(asyncio.run(main())) == 1
+
+
+def test_a_read_is_one_statement_however_many_checkpoints_it_returns(backend_url: str) -> None:
+    traced: list[str] = []
+    with CheckpointStore(backend_url, trace=traced.append) as store:
+        saver = CheckpointDBSaver(store)
+        parent = None
+        for step in range(5):
+            new = {"a": str(step + 1), **({"b": "1"} if step == 0 else {})}
+            versions = {"a": str(step + 1), "b": "1"}
+            parent = _put(saver, "t", {"a": step, "b": "same"}, versions, new, parent=parent)
+            saver.put_writes(parent, [("a", step * 10), ("b", "w")], f"task-{step}")  # type: ignore[arg-type]
+        assert parent is not None
+        config: Any = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+        older = list(saver.list(config, limit=10))[2]
+        reads = {
+            "latest": lambda: [saver.get_tuple(config)],
+            "by id": lambda: [saver.get_tuple(older.config)],
+            "list": lambda: list(saver.list(config, limit=10)),
+        }
+        for name, read in reads.items():
+            traced.clear()
+            tuples = [t for t in read() if t is not None]
+            statements = [text for text in traced if text not in ("BEGIN", "COMMIT", "ROLLBACK")]
+            assert len(statements) == 1, (name, statements)
+            for found in tuples:
+                assert found.checkpoint["channel_values"]["b"] == "same"
+                step = found.checkpoint["channel_values"]["a"]
+                assert [(w[1], w[2]) for w in found.pending_writes] == [
+                    ("a", step * 10),
+                    ("b", "w"),
+                ]
+        assert [t.checkpoint["channel_values"]["a"] for t in tuples] == [4, 3, 2, 1, 0]
+        assert [t.parent_config is None for t in tuples] == [False] * 4 + [True]
+
+
+def test_put_finds_its_checkpoint_and_parent_through_the_index(tmp_path: Any) -> None:
+    # A plan that walks the thread's primary key reads every checkpoint of the
+    # thread on each put; the (thread, namespace, id) index reads two entries.
+    with CheckpointStore(tmp_path / "plan.db") as store:
+        saver = CheckpointDBSaver(store)
+        params = {"thread": "t", "ns": "", "id": "b", "parent": "a"}
+        with store._db.transaction() as cursor:
+            cursor.execute("EXPLAIN QUERY PLAN " + saver._sql.find_ids, params)
+            plan = [str(row[3]) for row in cursor.fetchall()]
+        searches = [step for step in plan if "langgraph_checkpoints" in step]
+        assert len(searches) == 2, plan
+        assert all("checkpoint_id=?" in step for step in searches), plan

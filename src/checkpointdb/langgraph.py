@@ -28,7 +28,6 @@ saver on its :class:`~checkpointdb.aengine.AsyncDatabase`.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import re
 import time
@@ -74,31 +73,37 @@ PRUNE_STRATEGIES = ("keep_latest", "delete")
 
 _PARAM = re.compile(r"(?<!:):(\w+)")
 
-_COLUMNS = """
-SELECT m.checkpoint_ns, m.checkpoint_id, c.seq, c.data, c.metadata, p.checkpoint_id,
-       m.session_id"""
-_FROM = """
+# The parent's id and each channel value are lookups by their whole key: a
+# join there may be planned (PostgreSQL before ANALYZE has seen the tables)
+# as a walk of every row of the thread for every checkpoint read.
+_SELECT = """
+SELECT m.session_id, m.seq, m.checkpoint_ns, m.checkpoint_id,
+       (SELECT p.checkpoint_id FROM langgraph_checkpoints AS p
+        WHERE p.session_id = c.session_id AND p.seq = c.parent_seq) AS parent_id,
+       c.data, c.metadata
 FROM langgraph_checkpoints AS m
 JOIN checkpoints AS c ON c.session_id = m.session_id AND c.seq = m.seq
-LEFT JOIN langgraph_checkpoints AS p ON p.session_id = c.session_id AND p.seq = c.parent_seq
 """
-_SELECT = _COLUMNS + _FROM
-# SQLite: the channel values and pending writes come in the same row, as JSON
-# arrays holding each value's bytes in hex (only on the way out: they are
-# stored as BLOBs), so a read is one statement and needs no snapshot.
-_SELECT_INLINE = (
-    _COLUMNS
-    + """,
-       (SELECT json_group_array(json_array(b.channel, b.type, hex(b.value)))
-        FROM json_each(c.data, '$.channel_versions') AS v
-        CROSS JOIN langgraph_blobs AS b
-        WHERE b.session_id = m.session_id AND b.checkpoint_ns = m.checkpoint_ns
-        AND b.channel = v.key AND b.version = CAST(v.value AS TEXT) AND b.type <> 'empty'),
-       (SELECT json_group_array(json_array(w.task_path, w.task_id, w.idx, w.channel, w.type,
-                                           hex(w.value)))
-        FROM langgraph_writes AS w WHERE w.session_id = m.session_id AND w.seq = m.seq)"""
-    + _FROM
-)
+# A read is one statement, so it needs no snapshot: the checkpoints chosen
+# (kind 0 rows), then their channel values (kind 1) and pending writes
+# (kind 2) as rows of their own, bytes as stored, where each checkpoint used
+# to cost more statements or values to decode twice. Columns: kind, thread,
+# seq, then for kind 0: namespace, checkpoint id, parent id, -, -, -, data,
+# metadata; 1: channel, type, -, -, value; 2: task path, task id, channel,
+# type, value, idx. (PostgreSQL types a UNION's columns from its first
+# SELECT: hence the typed NULLs.)
+_READ = """
+WITH t AS MATERIALIZED ({chosen})
+SELECT 0, t.session_id, t.seq, t.checkpoint_ns, t.checkpoint_id, t.parent_id, NULL,
+       CAST(NULL AS {bytes}), CAST(NULL AS INTEGER), t.data, t.metadata FROM t
+UNION ALL
+SELECT 1, t.session_id, t.seq, b.channel, b.type, NULL, NULL, b.value, NULL, NULL, NULL
+FROM t CROSS JOIN {values}
+UNION ALL
+SELECT 2, t.session_id, t.seq, w.task_path, w.task_id, w.channel, w.type, w.value, w.idx,
+       NULL, NULL
+FROM t CROSS JOIN langgraph_writes AS w WHERE w.session_id = t.session_id AND w.seq = t.seq
+"""
 
 
 class _Statements:
@@ -112,29 +117,49 @@ class _Statements:
             return text.strip() if sqlite else _PARAM.sub(r"%(\1)s", text.strip())
 
         self.sql = sql
-        self.select = select = _SELECT_INLINE if sqlite else _SELECT
-        self.by_id = sql(
-            select + "WHERE m.session_id = :thread AND m.checkpoint_ns = :ns "
+        blob = (
+            "b.session_id = t.session_id AND b.checkpoint_ns = t.checkpoint_ns "
+            "AND b.channel = v.key AND b.version = {} AND b.type <> 'empty'"
+        )
+        if sqlite:
+            values = (
+                "json_each(t.data, '$.channel_versions') AS v CROSS JOIN langgraph_blobs AS b "
+                "WHERE " + blob.format("CAST(v.value AS TEXT)")
+            )
+        else:
+            # LIMIT 1 (the key is unique) keeps the subquery a lookup per channel.
+            values = (
+                "jsonb_each_text(t.data -> 'channel_versions') AS v CROSS JOIN LATERAL ("
+                "SELECT b.channel, b.type, b.value FROM langgraph_blobs AS b WHERE "
+                + blob.format("v.value")
+                + " LIMIT 1) AS b"
+            )
+
+        def read(chosen: str) -> str:
+            return sql(
+                _READ.format(
+                    chosen=chosen,
+                    values=values,
+                    bytes="BLOB" if sqlite else "BYTEA",
+                )
+            )
+
+        self.read = read
+        self.by_id = read(
+            _SELECT + "WHERE m.session_id = :thread AND m.checkpoint_ns = :ns "
             "AND m.checkpoint_id = :id"
         )
-        self.latest = sql(
-            select + "WHERE m.session_id = :thread AND m.checkpoint_ns = :ns "
+        self.latest = read(
+            _SELECT + "WHERE m.session_id = :thread AND m.checkpoint_ns = :ns "
             "ORDER BY m.checkpoint_id DESC LIMIT 1"
         )
-        # PostgreSQL reads a checkpoint's values and writes with these.
-        self.values = sql(
-            "SELECT b.channel, b.type, b.value FROM jsonb_each_text(CAST(:versions AS JSONB)) "
-            "AS v JOIN langgraph_blobs AS b ON b.session_id = :thread "
-            "AND b.checkpoint_ns = :ns AND b.channel = v.key AND b.version = v.value"
-        )
-        self.writes = sql(
-            "SELECT task_id, channel, type, value FROM langgraph_writes "
-            "WHERE session_id = :thread AND seq = :seq ORDER BY task_path, task_id, idx"
-        )
-        self.find_ids = sql(
+        # Two lookups, not ``checkpoint_id IN (:id, :parent)``: for that SQLite
+        # walks the thread's primary key, a scan of every checkpoint of the thread.
+        find = (
             "SELECT checkpoint_id, seq FROM langgraph_checkpoints WHERE session_id = :thread "
-            "AND checkpoint_ns = :ns AND checkpoint_id IN (:id, :parent)"
+            "AND checkpoint_ns = :ns AND checkpoint_id = "
         )
+        self.find_ids = sql(f"{find}:id UNION ALL {find}:parent")
         self.seq_of = sql(
             "SELECT seq FROM langgraph_checkpoints WHERE session_id = :thread "
             "AND checkpoint_ns = :ns AND checkpoint_id = :id"
@@ -264,9 +289,8 @@ class _Statements:
                 # Containment: what PostgreSQL's own LangGraph saver means by filter.
                 params["filter"] = dumps_jsonb(dict(keys))
                 where.append("c.metadata @> CAST(:filter AS JSONB)")
-        text = self.select + ("WHERE " + " AND ".join(where) if where else "")
-        text += " ORDER BY m.checkpoint_id DESC LIMIT :limit"
-        return self.sql(text), params
+        text = _SELECT + ("WHERE " + " AND ".join(where) if where else "")
+        return self.read(text + " ORDER BY m.checkpoint_id DESC LIMIT :limit"), params
 
 
 def _sqlite_value_test(value: Any) -> tuple[str, Any]:
@@ -318,41 +342,43 @@ class _Plans:
 
     # -- reads ----------------------------------------------------------------
 
-    def _tuple(self, cursor: Cursor, row: Sequence[Any]) -> CheckpointTuple:
-        ns, checkpoint_id, seq, data, meta, parent_id, thread, *inline = row
-        data = decode_json(data)
+    def _tuples(self, rows: Sequence[Sequence[Any]]) -> list[CheckpointTuple]:
+        """The checkpoints of one read statement's rows (see ``_READ``), newest first."""
         loads = self.serde.loads_typed
-        values: dict[str, Any] = {}
-        if inline:
-            for channel, type_, value in json.loads(inline[0]):
-                values[channel] = loads((type_, bytes.fromhex(value)))
-            writes = [
-                (task_id, channel, loads((type_, bytes.fromhex(value))))
-                for _path, task_id, _idx, channel, type_, value in sorted(json.loads(inline[1]))
-            ]
-        else:
-            versions = {channel: str(v) for channel, v in data["channel_versions"].items()}
-            if versions:
-                cursor.execute(
-                    self._sql.values,
-                    {"versions": dumps_json(versions), "thread": thread, "ns": ns},
-                )
-                for channel, type_, value in cursor.fetchall():
-                    if type_ != "empty":
-                        values[channel] = loads((type_, bytes(value)))
-            cursor.execute(self._sql.writes, {"thread": thread, "seq": seq})
-            writes = [
+        heads: list[Sequence[Any]] = []
+        values: dict[tuple[str, int], dict[str, Any]] = {}
+        writes: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
+        for row in rows:
+            kind, key = row[0], (row[1], row[2])
+            if kind == 0:
+                heads.append(row)
+                values[key] = {}
+                writes[key] = []
+            elif kind == 1:
+                values[key][row[3]] = loads((row[4], bytes(row[7])))
+            else:
+                writes[key].append((row[3], row[4], row[8], row[5], row[6], row[7]))
+        # UNION ALL keeps no order: put the newest first again, as the statement chose.
+        heads.sort(key=lambda head: head[4], reverse=True)
+        result = []
+        for _kind, thread, seq, ns, checkpoint_id, parent_id, *_, data, meta in heads:
+            key = (thread, seq)
+            pending = [
                 (task_id, channel, loads((type_, bytes(value))))
-                for task_id, channel, type_, value in cursor.fetchall()
+                for _path, task_id, _idx, channel, type_, value in sorted(writes[key])
             ]
-        checkpoint = cast(Checkpoint, {**data, "channel_values": values})
-        return CheckpointTuple(
-            config=_config(thread, ns, checkpoint_id),
-            checkpoint=checkpoint,
-            metadata=cast(CheckpointMetadata, decode_json(meta)),
-            parent_config=None if parent_id is None else _config(thread, ns, parent_id),
-            pending_writes=writes,
-        )
+            result.append(
+                CheckpointTuple(
+                    config=_config(thread, ns, checkpoint_id),
+                    checkpoint=cast(
+                        Checkpoint, {**decode_json(data), "channel_values": values[key]}
+                    ),
+                    metadata=cast(CheckpointMetadata, decode_json(meta)),
+                    parent_config=None if parent_id is None else _config(thread, ns, parent_id),
+                    pending_writes=pending,
+                )
+            )
+        return result
 
     def _get_tuple(self, config: RunnableConfig) -> Operation[Any, CheckpointTuple | None]:
         conf = _configurable(config)
@@ -364,10 +390,10 @@ class _Plans:
 
         def body(cursor: Cursor) -> CheckpointTuple | None:
             cursor.execute(statement, params)
-            row = cursor.fetchone()
-            return None if row is None else self._tuple(cursor, row)
+            found = self._tuples(cursor.fetchall())
+            return found[0] if found else None
 
-        return Operation(body, unchanged, snapshot=not self._sqlite)
+        return Operation(body, unchanged, snapshot=False)
 
     def _list(
         self,
@@ -396,9 +422,9 @@ class _Plans:
 
         def body(cursor: Cursor) -> list[CheckpointTuple]:
             cursor.execute(statement, params)
-            return [self._tuple(cursor, row) for row in cursor.fetchall()]
+            return self._tuples(cursor.fetchall())
 
-        return Operation(body, unchanged, snapshot=not self._sqlite)
+        return Operation(body, unchanged, snapshot=False)
 
     # -- writes ---------------------------------------------------------------
 
