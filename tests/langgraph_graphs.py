@@ -84,7 +84,12 @@ if __name__ == "__main__":
     with CheckpointDBSaver.from_conn_string(url) as saver:
         if command == "run":
             graph = build(saver, hang_marker=Path(sys.argv[4]))
-            graph.invoke({"steps": []}, {"configurable": {"thread_id": thread}})
+            # "sync": each step's checkpoint is committed before the next step
+            # starts. LangGraph's default ("async") saves it while the next
+            # step runs, so a kill inside b could come before a's was stored.
+            graph.invoke(
+                {"steps": []}, {"configurable": {"thread_id": thread}}, durability="sync"
+            )
         elif command == "chat":
             chat_turns(build_chat(saver), thread, int(sys.argv[4]))
         else:
