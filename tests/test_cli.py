@@ -874,6 +874,20 @@ def test_sql_cannot_change_an_sqlite_file(
         assert [cp.name for cp in reopened.manager("s")] == [name for name, _ in HOURLY]
 
 
+def test_sql_url_runs_the_query_on_that_database(
+    store: CheckpointStore, backend_url: str, tmp_path: Path
+) -> None:
+    populate(store, "s", HOURLY)
+    elsewhere = str(tmp_path / "not-this.db")
+    query = "SELECT count(*) AS n FROM checkpoints"
+    result = invoke("--db", elsewhere, "sql", "--url", backend_url, query, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["rows"] == [[6]]
+    from_env = invoke("--db", elsewhere, "sql", query, env={"CHECKPOINTDB_SQL_URL": backend_url})
+    assert from_env.stdout.splitlines()[-1] == "(1 row)"
+    assert not Path(elsewhere).exists()
+
+
 ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c"
 
 
