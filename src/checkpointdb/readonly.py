@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager, suppress
 from itertools import islice
 from pathlib import Path
@@ -346,7 +346,7 @@ def _postgresql_query(
 
 def _streamed(
     cursor: Any, query: str, failure: Callable[[Exception], BaseException]
-) -> Iterator[Row]:
+) -> Generator[Row, None, None]:
     """The rows of ``query``, streamed from the server in chunks of :data:`FETCH_BATCH`."""
     import psycopg
 
