@@ -249,12 +249,15 @@ def sqlite_read_mode(path: Path) -> str:
     nothing when the WAL is empty, as it is once every writer has closed).
     So:
 
-    * ``"rw"``: the file and its directory are writable: open read-write;
-      the caller makes the connection unable to write (``PRAGMA
-      query_only``). It shares the WAL with any writer at work.
     * ``"ro"``: the file is not in WAL mode (nothing to create), or the
       ``-wal``/``-shm`` files are there already (a writer may be at work:
-      use them), or they could be created but not deleted by us.
+      use them; and a read-write connection closing last would copy a WAL
+      someone else left into the database file), or they could be created
+      but not deleted by us.
+    * ``"rw"``: no ``-wal``/``-shm``, and the file and its directory are
+      writable: open read-write; the caller makes the connection unable to
+      write (``PRAGMA query_only``). A writer starting meanwhile shares the
+      WAL with it.
     * ``"immutable"``: a WAL database without its ``-wal``/``-shm`` in a
       directory we cannot write: SQLite reads it only as immutable. Sound,
       because a writer needs to create the ``-wal`` there first; only a user
@@ -267,11 +270,10 @@ def sqlite_read_mode(path: Path) -> str:
         return "ro"  # SQLite reports why it cannot be read
     if len(header) <= _WAL_FORMAT_OFFSET or header[_WAL_FORMAT_OFFSET] != _WAL_FORMAT:
         return "ro"
-    directory_writable = os.access(path.parent, os.W_OK)
-    if directory_writable and os.access(path, os.W_OK):
-        return "rw"
-    if directory_writable or any(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm")):
+    if any(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm")):
         return "ro"
+    if os.access(path.parent, os.W_OK):
+        return "rw" if os.access(path, os.W_OK) else "ro"
     return "immutable"
 
 
