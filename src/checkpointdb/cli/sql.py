@@ -30,8 +30,9 @@ from .common import Env, examples, json_option, verbatim
 @click.option(
     "--url",
     envvar="CHECKPOINTDB_SQL_URL",
+    metavar="URL",
     help="Run the query on this database URL instead of --db ($CHECKPOINTDB_SQL_URL): on "
-    "PostgreSQL, one that logs in as a role that may only SELECT (see 'db create-reader').",
+    "PostgreSQL, one that logs in as a role that may only SELECT (see README).",
 )
 @json_option
 @click.pass_obj
