@@ -17,8 +17,9 @@ impossible for a query to change the database, not merely unlikely.
   is prepared, so it is exactly one statement: ``COMMIT; DROP ...`` cannot end
   the read-only transaction and write in a new one. A READ ONLY transaction
   does not stop functions that act outside it (``pg_terminate_backend``,
-  ``dblink``): that takes a role that may only SELECT (``checkpointdb db
-  create-reader``).
+  ``dblink``): that takes connecting as a role that may only SELECT
+  (``checkpointdb sql --url``); ``SET ROLE`` would not do, as the query
+  itself can undo it with ``set_config('role', ...)``.
 
 Rows are fetched in batches (streamed from the PostgreSQL server), so
 memory stays bounded however many rows a query returns.
