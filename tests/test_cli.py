@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -852,7 +855,6 @@ def test_sql_refuses_copy_to_stdout_in_one_line(postgres_url: str) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-
 @pytest.mark.parametrize("statement", SQLITE_WRITES)
 def test_sql_cannot_change_an_sqlite_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, statement: str
@@ -867,12 +869,161 @@ def test_sql_cannot_change_an_sqlite_file(
     assert result.exit_code == 1, result.stdout
     one_error_line(result)
     assert sha256(path) == before
-    wal = tmp_path / "checkpoints.db-wal"
-    assert not wal.exists() or wal.stat().st_size == 0
-    sidecars = (wal.name, "checkpoints.db-shm")  # SQLite's own, for reading in WAL mode
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name not in sidecars) == files
+    assert sorted(p.name for p in tmp_path.iterdir()) == files  # no -wal or -shm left either
     with CheckpointStore(path) as reopened:
         assert [cp.name for cp in reopened.manager("s")] == [name for name, _ in HOURLY]
+
+
+def test_sql_url_runs_the_query_on_that_database(
+    store: CheckpointStore, backend_url: str, tmp_path: Path
+) -> None:
+    populate(store, "s", HOURLY)
+    elsewhere = str(tmp_path / "not-this.db")
+    query = "SELECT count(*) AS n FROM checkpoints"
+    result = invoke("--db", elsewhere, "sql", "--url", backend_url, query, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["rows"] == [[6]]
+    from_env = invoke("--db", elsewhere, "sql", query, env={"CHECKPOINTDB_SQL_URL": backend_url})
+    assert from_env.stdout.splitlines()[-1] == "(1 row)"
+    assert not Path(elsewhere).exists()
+
+
+ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c"
+
+
+def test_sql_json_streams_rows_before_the_query_ends(
+    store: CheckpointStore, backend_url: str
+) -> None:
+    # The query never ends: rows can reach the pipe only if they are written
+    # as they are fetched, not gathered first.
+    command = [sys.executable, "-m", "checkpointdb", "--db", backend_url, "sql", "--json"]
+    process = subprocess.Popen(
+        [*command, "--max-rows", str(2**62), "--timeout", "120", ENDLESS],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        head = [process.stdout.readline() for _ in range(12)]
+        assert process.poll() is None  # still fetching
+    finally:
+        process.kill()
+        process.wait()
+    text = b"".join(head).decode()
+    assert text.startswith('{\n  "columns": [\n    "x"\n  ],\n  "rows": [\n    [\n      1\n    ],')
+
+
+def _closed_store_in(directory: Path) -> tuple[Path, str, list[str]]:
+    path = directory / "checkpoints.db"
+    with CheckpointStore(path) as store:
+        populate(store, "s", HOURLY)
+    return path, sha256(path), sorted(p.name for p in directory.iterdir())
+
+
+READERS = [["sql", "SELECT count(*) FROM checkpoints"], ["list", "s"], ["sessions"], ["stats"]]
+
+
+@pytest.mark.parametrize("args", READERS)
+def test_reading_a_closed_sqlite_store_leaves_nothing_behind(
+    tmp_path: Path, args: list[str]
+) -> None:
+    path, before, files = _closed_store_in(tmp_path)
+    assert files == ["checkpoints.db"]
+    result = invoke("--db", str(path), *args)
+    assert result.exit_code == 0, result.stderr
+    assert sha256(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == files
+
+
+def test_reading_leaves_a_wal_someone_else_left_as_it_was(tmp_path: Path) -> None:
+    # A copy taken while a writer had the store open: its -wal holds rows the
+    # database file does not. Reading must not copy them into the file.
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    with CheckpointStore(tmp_path / "checkpoints.db") as store:
+        populate(store, "s", HOURLY)
+        for name in ("checkpoints.db", "checkpoints.db-wal"):
+            shutil.copy(tmp_path / name, copy / name)
+    path = copy / "checkpoints.db"
+    wal = copy / "checkpoints.db-wal"
+    assert wal.stat().st_size > 0
+    before = (sha256(path), sha256(wal))
+    for args in READERS:
+        result = invoke("--db", str(path), *args)
+        assert result.exit_code == 0, result.stderr
+    assert "6" in invoke("--db", str(path), "sql", "SELECT count(*) FROM checkpoints").stdout
+    assert (sha256(path), sha256(wal)) == before
+
+
+def _without_write_permission() -> list[str]:
+    """A command prefix under which directory permissions hold (root bypasses them)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: cannot drop the right to write anywhere")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--"]
+
+
+@pytest.mark.parametrize("args", READERS)
+def test_reading_a_sqlite_store_in_a_read_only_directory_works(
+    tmp_path: Path, args: list[str]
+) -> None:
+    directory = tmp_path / "ro"
+    directory.mkdir()
+    path, before, files = _closed_store_in(directory)
+    directory.chmod(0o555)
+    try:
+        result = subprocess.run(
+            [
+                *_without_write_permission(),
+                sys.executable,
+                "-m",
+                "checkpointdb",
+                "--db",
+                str(path),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        directory.chmod(0o755)
+    assert result.returncode == 0, result.stderr
+    assert sha256(path) == before
+    assert sorted(p.name for p in directory.iterdir()) == files
+
+
+def test_sql_reads_consistent_snapshots_while_a_writer_works(sqlite_path: Path) -> None:
+    CheckpointStore(sqlite_path).close()
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from checkpointdb import CheckpointStore\n"
+            "with CheckpointStore(sys.argv[1]) as store:\n"
+            "    mgr = store.manager('w', keep='all')\n"
+            "    for i in range(400):\n"
+            "        mgr.create('step', {'i': i})\n",
+            str(sqlite_path),
+        ]
+    )
+    query = (
+        "SELECT (SELECT count(*) FROM checkpoints WHERE session_id = 'w'), "
+        "(SELECT coalesce(max(checkpoint_count), 0) FROM sessions WHERE id = 'w')"
+    )
+    seen: list[int] = []
+    while writer.poll() is None:
+        result = invoke("--db", str(sqlite_path), "sql", query, "--json")
+        assert result.exit_code == 0, result.stderr
+        [[counted, recorded]] = json.loads(result.stdout)["rows"]
+        assert counted == recorded  # both from one snapshot
+        seen.append(counted)
+    assert writer.wait() == 0
+    assert seen == sorted(seen)
+    with CheckpointStore(sqlite_path, read_only=True) as reader:
+        assert len(reader.manager("w")) == 400
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,9 @@ Everything that depends on *how* we talk to the database lives here:
 * creating a new SQLite file with mode 0600 before SQLite touches it, and
   refusing a file that is not an SQLite database without writing to it;
 * read-only databases that cannot write whatever is asked of them (SQLite
-  opened with ``mode=ro``; PostgreSQL refuses writes before taking a
-  connection and reads in READ ONLY transactions);
+  with ``query_only`` on a connection that leaves no ``-wal`` or ``-shm``
+  behind; PostgreSQL refuses writes before taking a connection and reads
+  in READ ONLY transactions);
 * per-connection pragmas (WAL, foreign keys, synchronous, busy timeout) and
   the pysqlite transaction recipe, so that writes take the lock up front with
   ``BEGIN IMMEDIATE`` and SQLAlchemy never issues a BEGIN of its own;
@@ -234,9 +235,53 @@ def prepare_sqlite_file(path: Path, *, create: bool = True) -> None:
         )
 
 
-def read_only_sqlite_uri(path: Path) -> str:
-    """The ``file:`` URI that opens ``path`` read-only: SQLite itself refuses every write."""
-    return f"{path.absolute().as_uri()}?mode=ro"
+# Byte 18 of an SQLite header (the write format) is 2 in WAL mode.
+_WAL_FORMAT_OFFSET = 18
+_WAL_FORMAT = 2
+
+
+def sqlite_read_mode(path: Path) -> str:
+    """How a connection that only reads ``path`` opens it, so that it leaves nothing behind.
+
+    Reading a WAL database (every store is one) needs its ``-wal`` and
+    ``-shm`` files. A ``mode=ro`` connection creates them if they are
+    missing but never deletes them; a read-write one, as the last
+    connection to close, deletes them (after a checkpoint, which copies
+    nothing when the WAL is empty, as it is once every writer has closed).
+    So:
+
+    * ``"ro"``: the file is not in WAL mode (nothing to create), or the
+      ``-wal``/``-shm`` files are there already (a writer may be at work:
+      use them; and a read-write connection closing last would copy a WAL
+      someone else left into the database file), or they could be created
+      but not deleted by us.
+    * ``"rw"``: no ``-wal``/``-shm``, and the file and its directory are
+      writable: open read-write; the caller makes the connection unable to
+      write (``PRAGMA query_only``). A writer starting meanwhile shares the
+      WAL with it.
+    * ``"immutable"``: a WAL database without its ``-wal``/``-shm`` in a
+      directory we cannot write: SQLite reads it only as immutable. Sound,
+      because a writer needs to create the ``-wal`` there first; only a user
+      who may write the directory could start one meanwhile.
+    """
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(_WAL_FORMAT_OFFSET + 1)
+    except OSError:
+        return "ro"  # SQLite reports why it cannot be read
+    if len(header) <= _WAL_FORMAT_OFFSET or header[_WAL_FORMAT_OFFSET] != _WAL_FORMAT:
+        return "ro"
+    if any(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm")):
+        return "ro"
+    if os.access(path.parent, os.W_OK):
+        return "rw" if os.access(path, os.W_OK) else "ro"
+    return "immutable"
+
+
+def sqlite_uri(path: Path, mode: str) -> str:
+    """The ``file:`` URI that opens ``path`` in a mode of :func:`sqlite_read_mode` (or ``rw``)."""
+    query = "mode=ro&immutable=1" if mode == "immutable" else f"mode={mode}"
+    return f"{path.absolute().as_uri()}?{query}"
 
 
 def require_psycopg() -> None:
@@ -385,7 +430,8 @@ def configure_sqlite_connection(
         # Wait this long for a lock instead of failing at once.
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         if read_only:
-            # A second lock behind mode=ro, in case the file was opened otherwise.
+            # The lock on a connection opened read-write (see sqlite_read_mode),
+            # and a second one behind mode=ro.
             cursor.execute("PRAGMA query_only = ON")
         else:
             # Readers never block the writer and vice versa; persistent in the
@@ -498,9 +544,11 @@ def create_sqlalchemy_engine(
 ) -> Engine:
     """Build the Engine for ``url`` with this package's connection settings.
 
-    With ``read_only``, SQLite files are opened with ``mode=ro`` (a missing
-    file is not created), so no connection can write. ``trace`` sees every
-    statement.
+    With ``read_only``, no SQLite connection it opens can write: they have
+    ``query_only`` set and leave no ``-wal``/``-shm`` behind (see
+    :func:`sqlite_read_mode`; a missing file is not created). PostgreSQL
+    read-only stores refuse writes before taking a connection (see
+    :class:`Database`). ``trace`` sees every statement.
 
     Raises:
         MissingDriverError: a PostgreSQL URL and psycopg is not installed.
@@ -531,9 +579,13 @@ def _new_engine(
     if backend == "sqlite":
         read_only_options: dict[str, Any] = {}
         if read_only:
-            uri = read_only_sqlite_uri(Path(str(url.database)))
+            path = Path(str(url.database))
+            # Decided per connection: the -wal and -shm may come or go meanwhile.
+            # A read-write connection is made unable to write by query_only
+            # (configure_sqlite_connection); it is what deletes the -wal and
+            # -shm this store's reading created, when the store closes.
             read_only_options["creator"] = lambda: sqlite3.connect(
-                uri, uri=True, check_same_thread=False
+                sqlite_uri(path, sqlite_read_mode(path)), uri=True, check_same_thread=False
             )
         engine = create_engine(
             url,

@@ -31,6 +31,8 @@ CELL_WIDTH = 60
 # A column that gives way to fit the terminal keeps at least this many characters.
 MIN_COLUMN_WIDTH = 8
 COLUMN_GAP = "  "
+# Items of a streamed JSON list written (and flushed) at a time.
+_JSON_ITEMS_PER_WRITE = 200
 
 
 def stdout_is_terminal() -> bool:
@@ -156,6 +158,29 @@ def _json_default(value: Any) -> Any:
 def emit_json(value: Any) -> None:
     """Print ``value`` as JSON for scripts (times in the CLI's one format)."""
     click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=_json_default))
+
+
+def emit_json_streaming(head: dict[str, Any], key: str, items: Iterable[Any]) -> None:
+    """Print ``head`` with ``key: [items]`` added, as :func:`emit_json` would, item by item.
+
+    The text is the same as ``emit_json({**head, key: list(items)})``, but
+    only a batch of items is held at a time, so a reader of the pipe gets the
+    first ones while later ones are still being fetched.
+    """
+    opening = json.dumps(head, indent=2, ensure_ascii=False, default=_json_default)
+    # "{...\n}" becomes "{...,\n  "key": [" (or "{\n  "key": [" for an empty head).
+    prefix = opening[:-2] + ",\n" if head else "{\n"
+    pending = [prefix + "  " + json.dumps(key, ensure_ascii=False) + ": ["]
+    written = 0
+    for item in items:
+        text = json.dumps(item, indent=2, ensure_ascii=False, default=_json_default)
+        pending.append(("," if written else "") + "\n    " + text.replace("\n", "\n    "))
+        written += 1
+        if len(pending) >= _JSON_ITEMS_PER_WRITE:
+            click.echo("".join(pending), nl=False)
+            pending.clear()
+    pending.append("\n  ]\n}" if written else "]\n}")
+    click.echo("".join(pending))
 
 
 def line(text: str = "") -> None:

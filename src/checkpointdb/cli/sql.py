@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from itertools import islice
 
 import click
 
@@ -26,6 +27,13 @@ from .common import Env, examples, json_option, verbatim
     show_default=True,
     help="Print at most this many rows (a note says when more were left out).",
 )
+@click.option(
+    "--url",
+    envvar="CHECKPOINTDB_SQL_URL",
+    metavar="URL",
+    help="Run the query on this database URL instead of --db ($CHECKPOINTDB_SQL_URL): on "
+    "PostgreSQL, one that logs in as a role that may only SELECT (see README).",
+)
 @json_option
 @click.pass_obj
 @examples(
@@ -41,33 +49,41 @@ from .common import Env, examples, json_option, verbatim
     "                 first_checkpoint_at, last_checkpoint_at, metadata,",
     "                 forked_from, max_checkpoints, compress_after, keep_recent",
 )
-def sql_command(env: Env, query: str, timeout: float, max_rows: int, as_json: bool) -> None:
+def sql_command(
+    env: Env, query: str, timeout: float, max_rows: int, url: str | None, as_json: bool
+) -> None:
     """Run one SQL query on a read-only connection.
 
     Nothing can be written: INSERT, UPDATE, DELETE, DDL, ATTACH and pragmas
-    that set a value are refused, and the database is left unchanged. The
-    query is stopped after --timeout seconds (Ctrl-C stops it too); at most
-    --max-rows rows are printed. QUERY
-    - reads it from stdin. Tables: sessions, checkpoints (data and metadata
-    are JSON: json_extract() on SQLite, ->> on PostgreSQL). Two views give
-    the same columns on SQLite and PostgreSQL, times as text such as
-    2026-11-26T18:30:00.123456Z.
+    that set a value are refused, and the database is left unchanged (an
+    SQLite file byte for byte, with no -wal or -shm left beside it). On
+    PostgreSQL, functions that act outside the transaction are stopped only
+    by a role that may just SELECT: give its URL with --url. The query is
+    stopped after --timeout seconds (Ctrl-C stops it too); at most
+    --max-rows rows are printed (--json prints them as they are fetched).
+    QUERY - reads it from stdin. Tables: sessions, checkpoints (data and
+    metadata are JSON: json_extract() on SQLite, ->> on PostgreSQL). Two
+    views give the same columns on SQLite and PostgreSQL, times as text
+    such as 2026-11-26T18:30:00.123456Z.
     """
     from decimal import Decimal
 
-    from ..readonly import run_read_only
+    from ..engine import resolve_url
+    from ..readonly import read_only_query
 
     if query == "-":
         query = sys.stdin.read()
-    columns, rows = run_read_only(env.url(), query, timeout=timeout, max_rows=max_rows + 1)
+    note = f"(only the first {output.count(max_rows, 'row')}: raise --max-rows for more)"
+    target = resolve_url(url) if url else env.url()
+    with read_only_query(target, query, timeout=timeout) as (columns, fetched):
+        if as_json:
+            output.emit_json_streaming({"columns": columns}, "rows", islice(fetched, max_rows))
+            if next(fetched, None) is not None:
+                click.echo(note, err=True)
+            return
+        rows = list(islice(fetched, max_rows + 1))
     cut = len(rows) > max_rows
     rows = rows[:max_rows]
-    note = f"(only the first {output.count(max_rows, 'row')}: raise --max-rows for more)"
-    if as_json:
-        output.emit_json({"columns": columns, "rows": [list(row) for row in rows]})
-        if cut:
-            click.echo(note, err=True)
-        return
     if not columns:
         output.line("(the statement returned no columns)")
         return
