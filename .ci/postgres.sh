@@ -53,6 +53,8 @@ psql_admin() { as_postgres "$bindir/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres 
 if [ "$(psql_admin -c "SELECT 1 FROM pg_roles WHERE rolname = 'checkpointdb'")" != "1" ]; then
   psql_admin -c "CREATE ROLE checkpointdb LOGIN PASSWORD 'checkpointdb' CREATEDB" >/dev/null
 fi
+# CREATEROLE: the tests of `checkpointdb db create-reader` create (and drop) roles.
+psql_admin -c "ALTER ROLE checkpointdb CREATEROLE" >/dev/null
 if [ "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = 'checkpointdb_test'")" != "1" ]; then
   psql_admin -c "CREATE DATABASE checkpointdb_test OWNER checkpointdb" >/dev/null
 fi

@@ -1,14 +1,16 @@
-"""``db upgrade|current|history|check``: the schema's revisions."""
+"""``db upgrade|current|history|check``: the schema's revisions; ``db create-reader``."""
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import output
-from .common import CommandError, Env, Group, examples, json_option
+from .common import CommandError, Env, Group, UsageLine, examples, json_option
 
 if TYPE_CHECKING:
     from ..engine import Database
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
     "checkpointdb --db agent.db db check || checkpointdb --db agent.db db upgrade",
 )
 def db_group() -> None:
-    """Manage the schema: upgrade, current, history, check.
+    """Manage the schema: upgrade, current, history, check; create-reader.
 
     The same as running alembic from a checkout, with the migrations packaged
     in checkpointdb itself, so it works from an installed wheel.
@@ -168,6 +170,78 @@ def db_check_command(env: Env, as_json: bool) -> None:
     if not status["at_head"]:
         raise CommandError(_describe_status(status))
     output.line(_describe_status(status))
+
+
+def _role_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    from ..errors import InvalidDataError
+    from ..roles import check_role_name
+
+    try:
+        return check_role_name(value)
+    except InvalidDataError as exc:
+        raise UsageLine(str(exc)) from None
+
+
+@db_group.command("create-reader")
+@click.argument("role", callback=_role_name)
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the role's password from stdin (its first line). Without it the role has "
+    "no password, for servers that trust local or peer logins.",
+)
+@click.option(
+    "--print",
+    "print_only",
+    is_flag=True,
+    help="Print the SQL it would run and change nothing.",
+)
+@click.pass_obj
+@examples(
+    "checkpointdb --db postgresql+psycopg://admin@host/agents db create-reader reader "
+    "--password-stdin < reader.pw",
+    "checkpointdb --db postgresql+psycopg://admin@host/agents db create-reader reader --print",
+)
+def db_create_reader_command(env: Env, role: str, password_stdin: bool, print_only: bool) -> None:
+    """PostgreSQL: create a login role that may only read the store, for `sql --url`.
+
+    `checkpointdb sql` runs in a READ ONLY transaction, which does not stop
+    functions that act outside it (pg_terminate_backend, dblink_exec): a
+    role that may only SELECT does. ROLE gets CONNECT on the database, USAGE
+    on the store's schema and SELECT on the store's tables and views, nothing
+    else. A ROLE that exists is granted the same again (its other privileges
+    on those tables are revoked); one that can do more than read (a
+    superuser, a member of another role, ...) is refused. All in one
+    transaction. Run it again after `db upgrade`: tables of later revisions
+    are not covered until then. It prints the URL to give `sql --url`.
+    """
+    from ..engine import describe
+    from ..roles import PASSWORD_PLACEHOLDER, create_reader
+
+    url = env.url()
+    if url.get_backend_name() != "postgresql":
+        raise UsageLine(
+            f"db create-reader applies to PostgreSQL only; {describe(url)} is "
+            f"{url.get_backend_name()}, where `sql` cannot write whatever the query says"
+        )
+    password = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise UsageLine("--password-stdin read an empty password; give one line on stdin")
+    plan = create_reader(url, role, password=password, apply=not print_only)
+    if print_only:
+        for statement in ("BEGIN", *plan.statements, "COMMIT"):
+            output.line(f"{statement};")
+        return
+    if plan.existed:
+        output.line(f"role {role} exists already: granted it read-only access to the store again")
+    else:
+        output.line(f"created role {role}, which may only read the store")
+    where = shlex.quote(plan.reader_url.render_as_string(hide_password=False))
+    output.line(f'run queries as it with: checkpointdb sql --url {where} "SELECT ..."')
+    if password is not None:
+        output.line(f"(with its password, URL-escaped, in place of {PASSWORD_PLACEHOLDER})")
 
 
 COMMANDS = (db_group,)
