@@ -32,7 +32,8 @@ from .common import Env, examples, json_option, verbatim
     envvar="CHECKPOINTDB_SQL_URL",
     metavar="URL",
     help="Run the query on this database URL instead of --db ($CHECKPOINTDB_SQL_URL): on "
-    "PostgreSQL, one that logs in as a role that may only SELECT (see README).",
+    "PostgreSQL, one that logs in as a role that may only SELECT (`checkpointdb db "
+    "create-reader` makes one).",
 )
 @json_option
 @click.pass_obj
@@ -58,8 +59,8 @@ def sql_command(
     that set a value are refused, and the database is left unchanged (an
     SQLite file byte for byte, with no -wal or -shm left beside it). On
     PostgreSQL, functions that act outside the transaction are stopped only
-    by a role that may just SELECT: give its URL with --url. The query is
-    stopped after --timeout seconds (Ctrl-C stops it too); at most
+    by a role that may just SELECT (db create-reader): give its URL with
+    --url. The query is stopped after --timeout seconds (Ctrl-C stops it too); at most
     --max-rows rows are printed (--json prints them as they are fetched).
     QUERY - reads it from stdin. Tables: sessions, checkpoints (data and
     metadata are JSON: json_extract() on SQLite, ->> on PostgreSQL). Two
