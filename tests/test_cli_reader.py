@@ -227,3 +227,11 @@ def test_sqlite_is_refused_in_one_line(sqlite_path: Path) -> None:
     assert result.exit_code == 2
     assert "applies to PostgreSQL only" in one_error_line(result)
     assert hashlib.sha256(sqlite_path.read_bytes()).hexdigest() == before
+
+
+def test_an_empty_password_on_stdin_is_refused(postgres_url: str, role: str) -> None:
+    CheckpointStore(postgres_url).close()
+    result = create_reader(postgres_url, role, "--password-stdin", input="\n")
+    assert result.exit_code == 2
+    assert "empty password" in one_error_line(result)
+    assert not role_exists(postgres_url, role)
