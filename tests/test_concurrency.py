@@ -117,7 +117,7 @@ def test_eight_processes_on_their_own_sessions_follow_the_retention_policy(
 
 
 # Seconds the writers and the maintainer run against each other (per backend).
-CONTENTION_SECONDS = 10.0
+CONTENTION_SECONDS = 20.0
 
 
 @pytest.mark.slow
