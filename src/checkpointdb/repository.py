@@ -1180,6 +1180,7 @@ class Repository:
         statement lazily anyway.
         """
         stmt, params = self._find_statement(query)
+        session_id = query.session_id
         rows: Any = cursor
         if self.dialect.name == "postgresql":
             rows = cursor.connection.cursor(name="checkpointdb_find")
@@ -1187,7 +1188,10 @@ class Repository:
             self._run(rows, stmt, params)
             while page := rows.fetchmany(page_size):
                 for row in page:
-                    yield self._row_to_checkpoint(row[0], row[1:])
+                    if session_id is None:
+                        yield self._row_to_checkpoint(row[0], row[1:])
+                    else:
+                        yield self._row_to_checkpoint(session_id, row)
         finally:
             if rows is not cursor:
                 rows.close()
@@ -1200,9 +1204,12 @@ class Repository:
         server-side cursor (nor the transaction one needs).
         """
         stmt, params = self._find_statement(query)
+        session_id = query.session_id
         row_to_checkpoint = self._row_to_checkpoint
         rows = self._run(cursor, stmt, params).fetchall()
-        return [row_to_checkpoint(row[0], row[1:]) for row in rows]
+        if session_id is None:
+            return [row_to_checkpoint(row[0], row[1:]) for row in rows]
+        return [row_to_checkpoint(session_id, row) for row in rows]
 
     def _find_statement(self, query: FindQuery) -> tuple[_Compiled, dict[str, Any]]:
         shape, params = query.bind(self._encode_time, self.dialect.name)
@@ -1213,7 +1220,9 @@ class Repository:
 
     def _compile_find(self, shape: FindShape) -> _Compiled:
         where, order_by = find_clauses(shape, self.dialect.name)
-        stmt = select(_cp.session_id, *_CHECKPOINT_COLUMNS).where(*where).order_by(*order_by)
+        # Rows carry their session id only when the query spans sessions.
+        columns = _CHECKPOINT_COLUMNS if shape[0] else (_cp.session_id, *_CHECKPOINT_COLUMNS)
+        stmt = select(*columns).where(*where).order_by(*order_by)
         if shape[4]:  # a limit is set
             stmt = stmt.limit(bindparam("limit"))
             if self.dialect.name == "sqlite":
