@@ -51,6 +51,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from datetime import datetime, timedelta
 from itertools import islice
+from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast, overload
@@ -858,9 +859,9 @@ class AsyncCheckpointManager(ManagerBase[DataT]):
 
     # -- find -------------------------------------------------------------------
 
-    @takes_filters(session_filters)
+    @takes_filters(session_filters, attrgetter("session_id"))
     def find(self, query: FindQuery) -> AsyncIterator[Checkpoint[DataT]]:
         """Stream this session's checkpoints that match every filter (see the store's find)."""
         worker = self.store._worker()
-        found = find_stream(worker.db, self._context().repo, self._in_session(query))
+        found = find_stream(worker.db, self._context().repo, query)
         return worker.stream(self._typed_stream(found), PAGE_SIZE)

@@ -466,7 +466,7 @@ def session_filters(
 
 
 def takes_filters(
-    build: Callable[P, FindQuery],
+    build: Callable[P, FindQuery], session_of: Callable[[S], str] | None = None
 ) -> Callable[[Callable[[S, FindQuery], R]], Callable[Concatenate[S, P], R]]:
     """Give a ``find(self, query)`` method the public arguments of ``build``.
 
@@ -474,12 +474,28 @@ def takes_filters(
     or :func:`session_filters` for a manager) and every flavour of ``find``
     takes them positionally or by keyword; the method gets the checked query.
     ``help()`` and ``inspect.signature`` show the filters as its arguments.
+
+    With ``session_of`` (a manager's), the method gets the query with that
+    session, built in one call of :meth:`FindQuery.build`: ``build``'s
+    arguments must be its first ones, in order, which they are for
+    :func:`session_filters`. A session passed as well is a TypeError, as
+    any argument ``build`` does not take.
     """
     arguments = inspect.signature(build)
 
     def decorate(method: Callable[[S, FindQuery], R]) -> Callable[Concatenate[S, P], R]:
-        def find(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
-            return method(self, build(*args, **kwargs))
+        if session_of is None:
+
+            def find(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+                return method(self, build(*args, **kwargs))
+
+        else:
+            in_session = session_of
+            build_all: Callable[..., FindQuery] = FindQuery.build
+
+            def find(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+                # One build and one query per call, not one without the session and a copy.
+                return method(self, build_all(*args, **kwargs, session_id=in_session(self)))
 
         own = inspect.signature(method)
         find.__signature__ = arguments.replace(  # type: ignore[attr-defined]
