@@ -440,7 +440,7 @@ class ManagerBase(ABC, Generic[DataT]):
     ) -> Generator[Checkpoint[DataT], None, None]:
         """A stream of typed checkpoints that, closed, closes the query's stream."""
         if self._state is None:
-            # A string: subscripting the generic types costs a microsecond a call.
+            # A string: subscripting the generic types would run on every call.
             return cast("Generator[Checkpoint[DataT], None, None]", checkpoints)
         return self._map_stream(checkpoints)
 

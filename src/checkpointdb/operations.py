@@ -204,9 +204,10 @@ def find_stream(
 
     Nothing runs before the first ``next()``. A query whose limit fits in one
     page then reads all its rows in one short transaction, which has ended
-    (its connection back in the pool) before the first item is yielded: the
-    stream's page bookkeeping would cost more than the query near the newest
-    rows. Any other query streams a page at a time (see :func:`stream`).
+    (its connection back in the pool) before the first item is yielded: no
+    stream of pages to keep, which costs microseconds next to a query that
+    takes about ten near the newest rows. Any other query streams a page at
+    a time (see :func:`stream`).
     """
     if query.limit is not None and query.limit <= PAGE_SIZE:
         return _one_page(db, repo, query)
