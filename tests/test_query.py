@@ -23,6 +23,7 @@ from checkpointdb import (
 )
 from checkpointdb.models import checkpoints_table
 from checkpointdb.query import MAX_PATH_KEYS, FindQuery, KeyPath, find_clauses
+from checkpointdb.repository import PAGE_SIZE
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -326,10 +327,11 @@ def test_keys_and_values_never_reach_the_sql_text(dialect: Any) -> None:
     query = FindQuery.build(
         name="zname", metadata={(key, key): value}, data={(key,): value}, session_id="zsid"
     )
-    where, _ = find_clauses(query.shape, dialect.name)
+    shape, params = query.bind(str, dialect.name)
+    where, _ = find_clauses(shape, dialect.name)
     sql = str(select(checkpoints_table.c.seq).where(*where).compile(dialect=dialect))
     assert "zq" not in sql and "zv" not in sql and "zname" not in sql and "zsid" not in sql
-    bound = " ".join(str(v) for v in query.parameters(str, dialect.name).values())
+    bound = " ".join(str(v) for v in params.values())
     assert "zq" in bound and "zv" in bound and "zname" in bound and "zsid" in bound
 
 
@@ -372,6 +374,44 @@ def test_an_abandoned_find_gives_its_connection_back(store: CheckpointStore) -> 
     found.close()  # type: ignore[attr-defined]
     assert store._db.in_use() == 0
     assert ids(mgr.find(limit=1)) == ["s:3"]
+
+
+def test_a_find_whose_limit_fits_one_page_reads_at_the_first_item_and_keeps_no_connection(
+    store: CheckpointStore,
+) -> None:
+    mgr = store.manager("s")
+    for i in range(3):
+        mgr.create("n", {"i": i})
+    found = mgr.find(limit=2)
+    everywhere = store.find(limit=PAGE_SIZE)
+    # Still nothing runs before the first item: a checkpoint created now is found.
+    mgr.create("n", {"i": 3})
+    assert store._db.in_use() == 0
+    assert next(found).id == "s:4"
+    assert store._db.in_use() == 0
+    assert ids(found) == ["s:3"]
+    assert next(everywhere).id == "s:4"
+    assert store._db.in_use() == 0
+    assert len(ids(everywhere)) == 3
+    # A limit beyond one page streams, holding its connection until closed.
+    beyond = mgr.find(limit=PAGE_SIZE + 1)
+    assert next(beyond).id == "s:4"
+    assert store._db.in_use() == 1
+    beyond.close()  # type: ignore[attr-defined]
+    assert store._db.in_use() == 0
+
+
+def test_a_filter_path_is_checked_on_every_find(store: CheckpointStore) -> None:
+    mgr = store.manager("s")
+    mgr.create("n", {"a": {"b": 1}}, {"a": {"b": 1}})
+    for _ in range(2):
+        assert ids(mgr.find(metadata={"a.b": 1}, limit=1)) == ["s:1"]
+        assert ids(mgr.find(data={"a.b": 1}, limit=1)) == ["s:1"]
+        assert ids(mgr.find(metadata={"a.b": True}, limit=1)) == []
+        with pytest.raises(InvalidDataError, match="empty key"):
+            mgr.find(metadata={"a..b": 1}, limit=1)
+        with pytest.raises(InvalidDataError, match=r"metadata filter 'a\.b'.*64 bits"):
+            mgr.find(metadata={"a.b": 2**63}, limit=1)
 
 
 def test_postgresql_streams_through_a_server_side_cursor(postgres_url: str) -> None:

@@ -84,7 +84,7 @@ def test_the_tracer_sees_reads_forks_and_streamed_finds(
         # find() compiles its query per filter and runs it (on PostgreSQL) on a
         # server-side cursor: the last statement seen, but for its COMMIT, is that one.
         statements = [text for text in traced if text not in ("BEGIN", "COMMIT", "ROLLBACK")]
-        assert statements[-1].startswith("SELECT checkpoints.session_id, checkpoints.seq")
+        assert statements[-1].startswith("SELECT checkpoints.seq, checkpoints.name")
         assert "checkpoints.name = " in statements[-1]
 
 

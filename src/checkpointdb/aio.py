@@ -51,6 +51,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from datetime import datetime, timedelta
 from itertools import islice
+from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast, overload
@@ -77,10 +78,9 @@ from .operations import (
     Plan,
     Ready,
     can_share_commit,
-    find_body,
+    find_stream,
     perform,
     perform_together,
-    stream,
 )
 from .query import FindQuery, session_filters, takes_filters
 from .repository import PAGE_SIZE
@@ -539,15 +539,16 @@ class AsyncCheckpointStore(StoreBase):
         The arguments and order are :meth:`CheckpointStore.find`'s, and so is
         the checking: here, before the first row is read. The iterator reads
         one query a page at a time and holds a pooled connection until it is
-        exhausted or closed; to stop early and release it at once, use
-        ``async with contextlib.aclosing(store.find(...)) as found``.
+        exhausted or closed (with a ``limit`` of at most one page, only while
+        it reads them all, for the first item); to stop early and release it
+        at once, use ``async with contextlib.aclosing(store.find(...)) as found``.
 
         Raises:
             NaiveDatetimeError: ``since`` or ``until`` has no timezone.
             InvalidDataError: any other bad argument; the message names it.
         """
         worker = self._worker()
-        return worker.stream(stream(worker.db, find_body(self.context().repo, query)), PAGE_SIZE)
+        return worker.stream(find_stream(worker.db, self.context().repo, query), PAGE_SIZE)
 
     # -- lifetime -------------------------------------------------------------
 
@@ -858,8 +859,9 @@ class AsyncCheckpointManager(ManagerBase[DataT]):
 
     # -- find -------------------------------------------------------------------
 
-    @takes_filters(session_filters)
+    @takes_filters(session_filters, attrgetter("session_id"))
     def find(self, query: FindQuery) -> AsyncIterator[Checkpoint[DataT]]:
         """Stream this session's checkpoints that match every filter (see the store's find)."""
         worker = self.store._worker()
-        return worker.stream(self._typed_stream(stream(worker.db, self._find(query))), PAGE_SIZE)
+        found = find_stream(worker.db, self._context().repo, query)
+        return worker.stream(self._typed_stream(found), PAGE_SIZE)

@@ -917,7 +917,7 @@ class _Transaction:
     context manager costs several microseconds more.
     """
 
-    __slots__ = ("_begin", "_commit", "_cursor", "_db", "_raw")
+    __slots__ = ("_begin", "_commit", "_cursor", "_db", "_dbapi", "_raw")
 
     def __init__(self, db: Database, begin: str | None, commit: bool) -> None:
         self._db = db
@@ -928,7 +928,11 @@ class _Transaction:
         db = self._db
         raw = self._raw = db.checkout()
         try:
-            cursor: Any = raw.cursor()
+            # The driver's connection itself: the pool's proxy reaches its
+            # commit() through __getattr__, a microsecond on every call.
+            dbapi: Any = raw.dbapi_connection
+            self._dbapi = dbapi
+            cursor: Any = dbapi.cursor()
             if self._begin is not None:
                 cursor.execute(self._begin)
         except BaseException as exc:
@@ -946,9 +950,9 @@ class _Transaction:
         if exc is None:
             try:
                 if self._commit:
-                    self._raw.commit()
+                    self._dbapi.commit()
                 else:
-                    self._raw.rollback()
+                    self._dbapi.rollback()
             except BaseException as failure:
                 self._end(failure)
             self._cursor.close()

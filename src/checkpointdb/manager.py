@@ -26,6 +26,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
+from operator import attrgetter
 from typing import IO, Any, Generic, Literal, Protocol, TypeVar, cast, overload
 
 import jsonpatch
@@ -53,6 +54,7 @@ from .operations import (
     Plan,
     Ready,
     find_body,
+    find_stream,
     perform,
     read,
     stream,
@@ -438,7 +440,8 @@ class ManagerBase(ABC, Generic[DataT]):
     ) -> Generator[Checkpoint[DataT], None, None]:
         """A stream of typed checkpoints that, closed, closes the query's stream."""
         if self._state is None:
-            return cast(Generator[Checkpoint[DataT], None, None], checkpoints)
+            # A string: subscripting the generic types would run on every call.
+            return cast("Generator[Checkpoint[DataT], None, None]", checkpoints)
         return self._map_stream(checkpoints)
 
     def _map_stream(
@@ -1563,7 +1566,7 @@ class CheckpointManager(ManagerBase[DataT]):
 
     # -- find -------------------------------------------------------------------
 
-    @takes_filters(session_filters)
+    @takes_filters(session_filters, attrgetter("session_id"))
     def find(self, query: FindQuery) -> Iterator[Checkpoint[DataT]]:
         """Stream this session's checkpoints that match every given filter, in seq order.
 
@@ -1575,4 +1578,4 @@ class CheckpointManager(ManagerBase[DataT]):
             NaiveDatetimeError: ``since`` or ``until`` has no timezone.
             InvalidDataError: any other bad argument; the message names it.
         """
-        return self._typed_stream(stream(self._db, self._find(query)))
+        return self._typed_stream(find_stream(self._db, self._context().repo, query))

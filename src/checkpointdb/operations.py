@@ -25,7 +25,7 @@ from .checkpoint import Checkpoint
 from .engine import Cursor, Database, StaleConnectionError, is_conflict
 from .errors import StoreBusyError
 from .query import FindQuery
-from .repository import Repository
+from .repository import PAGE_SIZE, Repository
 
 # How often a transaction the server rolled back to settle a deadlock or a
 # serialization failure is run in all, and the longest pause (seconds, times
@@ -195,3 +195,26 @@ def stream(
 def find_body(repo: Repository, query: FindQuery) -> Callable[[Cursor], Iterable[Checkpoint]]:
     """The body of ``find()``: the checkpoints that match ``query``, a page of rows at a time."""
     return lambda cursor: repo.find(cursor, query)
+
+
+def find_stream(
+    db: Database, repo: Repository, query: FindQuery
+) -> Generator[Checkpoint, None, None]:
+    """What ``find()`` returns: the checkpoints matching ``query``, read lazily.
+
+    Nothing runs before the first ``next()``. A query whose limit fits in one
+    page then reads all its rows in one short transaction, which has ended
+    (its connection back in the pool) before the first item is yielded: no
+    stream of pages to keep, which costs microseconds next to a query that
+    takes about ten near the newest rows. Any other query streams a page at
+    a time (see :func:`stream`).
+    """
+    if query.limit is not None and query.limit <= PAGE_SIZE:
+        return _one_page(db, repo, query)
+    return stream(db, find_body(repo, query))
+
+
+def _one_page(
+    db: Database, repo: Repository, query: FindQuery
+) -> Generator[Checkpoint, None, None]:
+    yield from perform(read(lambda cursor: repo.find_page(cursor, query)), db)

@@ -85,11 +85,16 @@ _cp = checkpoints_table.c
 
 
 class JSONMatch(NamedTuple):
-    """One filter entry: ``column`` holds ``value`` at ``path`` (JSON equality)."""
+    """One filter entry: ``column`` holds ``value`` at ``path`` (JSON equality).
+
+    ``json_path`` is the path as one SQLite JSON-path string (``$.agent.role``)
+    when every key is a plain identifier, else None (see the module docstring).
+    """
 
     column: str
     path: tuple[str, ...]
     value: JSONScalar
+    json_path: str | None
 
 
 def _check_key(key: object, where: str) -> str:
@@ -142,8 +147,11 @@ def parse_path(path: object, what: str) -> tuple[str, ...]:
     return tuple(_check_key(key, where) for key in keys)
 
 
-def check_value(value: object, where: str) -> JSONScalar:
+def check_value(value: object, column: str, path: object) -> JSONScalar:
     """Return ``value`` if it is a JSON scalar a filter can compare exactly.
+
+    ``column`` and ``path`` name the filter entry in the error message (built
+    only for a bad value: this runs for every entry of every find()).
 
     Raises:
         InvalidDataError: a list, dict or other object; NaN or infinity; an
@@ -152,26 +160,32 @@ def check_value(value: object, where: str) -> JSONScalar:
     """
     if value is None or type(value) is bool:
         return value
-    if type(value) is float:
-        if not math.isfinite(value):
-            raise InvalidDataError(f"{where}: {value!r} is not a JSON number")
-        return value
     if type(value) is int:
         if not _INT64_MIN <= value <= _INT64_MAX:
-            raise InvalidDataError(f"{where}: {value!r} does not fit in 64 bits")
+            raise _bad_value(column, path, f"{value!r} does not fit in 64 bits")
         return value
     if type(value) is str:
         if "\x00" in value:
-            raise InvalidDataError(f"{where}: {value!r} contains NUL, which no stored string can")
+            raise _bad_value(column, path, f"{value!r} contains NUL, which no stored string can")
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise InvalidDataError(f"{where}: {value!r} is not valid Unicode") from None
+            raise _bad_value(column, path, f"{value!r} is not valid Unicode") from None
         return value
-    raise InvalidDataError(
-        f"{where}: filter values are JSON scalars (str, int, float, bool, None), "
-        f"got {type(value).__name__} {value!r}"
+    if type(value) is float:
+        if not math.isfinite(value):
+            raise _bad_value(column, path, f"{value!r} is not a JSON number")
+        return value
+    raise _bad_value(
+        column,
+        path,
+        "filter values are JSON scalars (str, int, float, bool, None), "
+        f"got {type(value).__name__} {value!r}",
     )
+
+
+def _bad_value(column: str, path: object, problem: str) -> InvalidDataError:
+    return InvalidDataError(f"{column} filter {path!r}: {problem}")
 
 
 def parse_filter(spec: object, column: str) -> tuple[JSONMatch, ...]:
@@ -182,19 +196,33 @@ def parse_filter(spec: object, column: str) -> tuple[JSONMatch, ...]:
     """
     if spec is None:
         return ()
-    if not isinstance(spec, Mapping):
+    if type(spec) is not dict and not isinstance(spec, Mapping):  # a dict: no ABC check
         raise InvalidDataError(
             f"{column} filter must be a dict of key paths to values, got {type(spec).__name__}"
         )
     matches = []
     for path, value in spec.items():
-        keys = parse_path(path, column)
-        matches.append(JSONMatch(column, keys, check_value(value, f"{column} filter {path!r}")))
+        parsed = _parsed_paths.get(path) if type(path) is str else None
+        if parsed is None:
+            keys = parse_path(path, column)
+            parsed = (keys, "$." + ".".join(keys) if _plain(keys) else None)
+            if type(path) is str:
+                if len(_parsed_paths) >= _PARSED_PATHS_KEPT:
+                    _parsed_paths.clear()
+                _parsed_paths[path] = parsed
+        matches.append(JSONMatch(column, parsed[0], check_value(value, column, path), parsed[1]))
     return tuple(matches)
 
 
+# Dotted paths already checked, with their keys and JSON-path string: find()
+# is mostly called with the same few paths, and checking one again costs a
+# few microseconds a call. Whether a path is valid depends on its text alone.
+_parsed_paths: dict[str, tuple[tuple[str, ...], str | None]] = {}
+_PARSED_PATHS_KEPT = 1024
+
+
 class FindQuery(NamedTuple):
-    """The checked arguments of ``find()``: a :attr:`shape` and the values to bind.
+    """The checked arguments of ``find()``: a shape and the values to bind (see :meth:`bind`).
 
     Within one session results come in creation (seq) order; across
     sessions, by ``created_at`` then session id and seq, since sessions have
@@ -248,63 +276,61 @@ class FindQuery(NamedTuple):
             newest_first,
         )
 
-    @property
-    def shape(self) -> FindShape:
-        """What decides the SQL text: the filters set; each match's column, depth, kind, plainness.
-
-        Two queries of one shape run the same compiled statement with
-        different bound values.
-        """
-        return (
-            self.session_id is not None,
-            self.name is not None,
-            self.since is not None,
-            self.until is not None,
-            self.limit is not None,
-            self.newest_first,
-            tuple(
-                (m.column, len(m.path), _kind(m.value), _plain(m.path)) for m in self.matches
-            ),
-        )
-
-    def parameters(
+    def bind(
         self, encode_time: Callable[[datetime], Any], dialect_name: str
-    ) -> dict[str, Any]:
-        """The values to bind to the statement of :func:`find_clauses` for this query's shape.
+    ) -> tuple[FindShape, dict[str, Any]]:
+        """The query's shape, and the values to bind to its statement (of :func:`find_clauses`).
+
+        The shape is what decides the SQL text: the filters set; each match's
+        column, depth, kind and plainness. Two queries of one shape run the
+        same compiled statement with different bound values. Both come from
+        one walk over the query: this runs on every find().
 
         Args:
             encode_time: how the repository binds an aware datetime on its dialect.
             dialect_name: ``"sqlite"`` or ``"postgresql"``.
         """
+        session_id, name, since, until, matches, limit, newest_first = self
         params: dict[str, Any] = {}
-        if self.session_id is not None:
-            params["session_id"] = self.session_id
-        if self.name is not None:
-            params["name"] = self.name
-        if self.since is not None:
-            params["since"] = encode_time(self.since)
-        if self.until is not None:
-            params["until"] = encode_time(self.until)
-        if self.limit is not None:
-            params["limit"] = self.limit
-        for index, match in enumerate(self.matches):
+        if session_id is not None:
+            params["session_id"] = session_id
+        if name is not None:
+            params["name"] = name
+        if since is not None:
+            params["since"] = encode_time(since)
+        if until is not None:
+            params["until"] = encode_time(until)
+        if limit is not None:
+            params["limit"] = limit
+        match_shapes = []
+        for index, (column, path, value, json_path) in enumerate(matches):
+            match_shapes.append((column, len(path), _kind(value), json_path is not None))
             if dialect_name == "postgresql":
-                document: Any = match.value
-                for key in reversed(match.path):
+                document: Any = value
+                for key in reversed(path):
                     document = {key: document}
                 params[f"doc{index}"] = dumps_jsonb(document)
                 continue
-            if _plain(match.path):
-                params[f"path{index}"] = "$." + ".".join(match.path)
+            if json_path is not None:
+                params[f"path{index}"] = json_path
             else:
-                for depth, key in enumerate(match.path):
+                for depth, key in enumerate(path):
                     params[f"key{index}_{depth}"] = key
-            if type(match.value) in (str, int, float):
-                params[f"value{index}"] = match.value
-        return params
+            if type(value) in (str, int, float):
+                params[f"value{index}"] = value
+        shape = (
+            session_id is not None,
+            name is not None,
+            since is not None,
+            until is not None,
+            limit is not None,
+            newest_first,
+            tuple(match_shapes),
+        )
+        return shape, params
 
 
-# Which filters a find() sets and how each JSON match looks (see FindQuery.shape).
+# Which filters a find() sets and how each JSON match looks (see FindQuery.bind).
 FindShape = tuple[bool, bool, bool, bool, bool, bool, tuple[tuple[str, int, str, bool], ...]]
 
 
@@ -329,7 +355,7 @@ def find_clauses(
 ) -> tuple[list[ColumnElement[bool]], list[ColumnElement[Any]]]:
     """The WHERE conditions and ORDER BY of every query of ``shape``, on the checkpoints table.
 
-    Every value is a bound parameter named as :meth:`FindQuery.parameters` names it,
+    Every value is a bound parameter named as :meth:`FindQuery.bind` names it,
     so the compiled statement serves every query of the shape. Within one
     session the order is seq; across sessions created_at, session id, seq.
     """
@@ -440,7 +466,7 @@ def session_filters(
 
 
 def takes_filters(
-    build: Callable[P, FindQuery],
+    build: Callable[P, FindQuery], session_of: Callable[[S], str] | None = None
 ) -> Callable[[Callable[[S, FindQuery], R]], Callable[Concatenate[S, P], R]]:
     """Give a ``find(self, query)`` method the public arguments of ``build``.
 
@@ -448,12 +474,28 @@ def takes_filters(
     or :func:`session_filters` for a manager) and every flavour of ``find``
     takes them positionally or by keyword; the method gets the checked query.
     ``help()`` and ``inspect.signature`` show the filters as its arguments.
+
+    With ``session_of`` (a manager's), the method gets the query with that
+    session, built in one call of :meth:`FindQuery.build`: ``build``'s
+    arguments must be its first ones, in order, which they are for
+    :func:`session_filters`. A session passed as well is a TypeError, as
+    any argument ``build`` does not take.
     """
     arguments = inspect.signature(build)
 
     def decorate(method: Callable[[S, FindQuery], R]) -> Callable[Concatenate[S, P], R]:
-        def find(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
-            return method(self, build(*args, **kwargs))
+        if session_of is None:
+
+            def find(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+                return method(self, build(*args, **kwargs))
+
+        else:
+            in_session = session_of
+            build_all: Callable[..., FindQuery] = FindQuery.build
+
+            def find(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+                # One build and one query per call, not one without the session and a copy.
+                return method(self, build_all(*args, **kwargs, session_id=in_session(self)))
 
         own = inspect.signature(method)
         find.__signature__ = arguments.replace(  # type: ignore[attr-defined]

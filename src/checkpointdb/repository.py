@@ -1179,11 +1179,8 @@ class Repository:
         client cursor would hold them all in memory); SQLite steps its
         statement lazily anyway.
         """
-        shape = query.shape
-        stmt = self._find_statements.get(shape)
-        if stmt is None:
-            stmt = self._compile_find(shape)
-        params = query.parameters(self._encode_time, self.dialect.name)
+        stmt, params = self._find_statement(query)
+        session_id = query.session_id
         rows: Any = cursor
         if self.dialect.name == "postgresql":
             rows = cursor.connection.cursor(name="checkpointdb_find")
@@ -1191,16 +1188,47 @@ class Repository:
             self._run(rows, stmt, params)
             while page := rows.fetchmany(page_size):
                 for row in page:
-                    yield self._row_to_checkpoint(row[0], row[1:])
+                    if session_id is None:
+                        yield self._row_to_checkpoint(row[0], row[1:])
+                    else:
+                        yield self._row_to_checkpoint(session_id, row)
         finally:
             if rows is not cursor:
                 rows.close()
 
+    def find_page(self, cursor: Cursor, query: FindQuery) -> list[Checkpoint]:
+        """Every checkpoint matching ``query``, in one fetch: for a limit within one page.
+
+        The same statement as :meth:`find`, on the plain cursor: at most a
+        page of rows is in memory either way, and on PostgreSQL it needs no
+        server-side cursor (nor the transaction one needs).
+        """
+        stmt, params = self._find_statement(query)
+        session_id = query.session_id
+        row_to_checkpoint = self._row_to_checkpoint
+        rows = self._run(cursor, stmt, params).fetchall()
+        if session_id is None:
+            return [row_to_checkpoint(row[0], row[1:]) for row in rows]
+        return [row_to_checkpoint(session_id, row) for row in rows]
+
+    def _find_statement(self, query: FindQuery) -> tuple[_Compiled, dict[str, Any]]:
+        shape, params = query.bind(self._encode_time, self.dialect.name)
+        stmt = self._find_statements.get(shape)
+        if stmt is None:
+            stmt = self._compile_find(shape)
+        return stmt, params
+
     def _compile_find(self, shape: FindShape) -> _Compiled:
         where, order_by = find_clauses(shape, self.dialect.name)
-        stmt = select(_cp.session_id, *_CHECKPOINT_COLUMNS).where(*where).order_by(*order_by)
+        # Rows carry their session id only when the query spans sessions.
+        columns = _CHECKPOINT_COLUMNS if shape[0] else (_cp.session_id, *_CHECKPOINT_COLUMNS)
+        stmt = select(*columns).where(*where).order_by(*order_by)
         if shape[4]:  # a limit is set
             stmt = stmt.limit(bindparam("limit"))
+            if self.dialect.name == "sqlite":
+                # Else SQLite's LIMIT comes with OFFSET as a bound constant,
+                # merged into the parameters on every call.
+                stmt = stmt.offset(literal_column("0"))
         compiled = self._compile(stmt)
         if len(self._find_statements) >= _FIND_STATEMENTS_KEPT:
             # Forget the oldest shape (dicts keep insertion order).

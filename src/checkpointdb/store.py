@@ -29,7 +29,7 @@ from .checkpoint import STORED, Checkpoint, JSONDict, KeepRecent, Limit, Session
 from .engine import DEFAULT_SETTINGS, Cursor, Database, Trace, resolve_url
 from .errors import CheckpointDBError, InvalidDataError, NotFoundError, PayloadTooLargeError
 from .manager import CheckpointManager, Keep, use_default_store
-from .operations import Context, Operation, find_body, perform, read, stream, unchanged
+from .operations import Context, Operation, find_stream, perform, read, unchanged
 from .query import FindQuery, takes_filters
 from .repository import CheckpointSpan, Removed, Repository
 from .timeline import Timeline, build_timeline
@@ -643,13 +643,15 @@ class CheckpointStore(StoreBase):
             stays bounded. Within one session the order is creation (seq)
             order; across sessions it is ``created_at``, then session id and
             seq. Arguments are checked here, before the first row is read. The
-            iterator holds a pooled connection until it is exhausted or closed.
+            iterator holds a pooled connection until it is exhausted or closed;
+            with a ``limit`` of at most one page (500) it reads every row at the
+            first ``next()`` and has given the connection back by then.
 
         Raises:
             NaiveDatetimeError: ``since`` or ``until`` has no timezone.
             InvalidDataError: any other bad argument; the message names it.
         """
-        return stream(self._db, find_body(self._repo, query))
+        return find_stream(self._db, self._repo, query)
 
 
 _default_store: CheckpointStore | None = None
