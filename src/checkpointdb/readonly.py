@@ -34,7 +34,7 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager, suppress
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import URL
 
@@ -50,6 +50,9 @@ from .engine import (
 from .errors import CheckpointDBError
 from .migrate import no_store_error
 from .store import CheckpointStore
+
+if TYPE_CHECKING:
+    import psycopg
 
 Columns = list[str]
 Row = tuple[Any, ...]
@@ -297,11 +300,7 @@ def _postgresql_query(
             return CheckpointDBError(f"{where}: {_first_line(exc)}")
         return exc
 
-    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    try:
-        connection = psycopg.connect(conninfo, application_name="checkpointdb sql")
-    except psycopg.Error as exc:
-        raise CheckpointDBError(f"cannot connect to {where}: {exc}") from exc
+    connection = connect_postgres(url, where, "checkpointdb sql")
     try:
         try:
             connection.read_only = True  # the driver opens the transaction as BEGIN READ ONLY
@@ -356,6 +355,21 @@ def _streamed(
             yield tuple(row)
     except psycopg.Error as exc:
         raise failure(exc) from exc
+
+
+def connect_postgres(url: URL, where: str, application_name: str) -> psycopg.Connection[Any]:
+    """A plain psycopg connection to ``url``; a failure is one line naming ``where``.
+
+    Raises:
+        CheckpointDBError: the server could not be reached or refused the login.
+    """
+    import psycopg
+
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        return psycopg.connect(conninfo, application_name=application_name)
+    except psycopg.Error as exc:
+        raise CheckpointDBError(f"cannot connect to {where}: {_first_line(exc)}") from exc
 
 
 def _first_line(exc: BaseException) -> str:

@@ -28,7 +28,7 @@ from sqlalchemy.engine import URL
 from .engine import describe, require_psycopg
 from .errors import CheckpointDBError, InvalidDataError
 from .migrate import no_store_error
-from .readonly import _first_line
+from .readonly import _first_line, connect_postgres
 
 if TYPE_CHECKING:
     import psycopg
@@ -141,13 +141,7 @@ def create_reader(
 
 @contextmanager
 def _connection(url: URL, where: str) -> Iterator[psycopg.Connection[Any]]:
-    import psycopg
-
-    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    try:
-        connection = psycopg.connect(conninfo, application_name="checkpointdb db create-reader")
-    except psycopg.Error as exc:
-        raise CheckpointDBError(f"cannot connect to {where}: {_first_line(exc)}") from exc
+    connection = connect_postgres(url, where, "checkpointdb db create-reader")
     try:
         yield connection
     finally:
