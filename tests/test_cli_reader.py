@@ -103,6 +103,17 @@ def test_reader_selects_through_sql_url(postgres_url: str, reader: str) -> None:
     assert result.stdout.splitlines()[2].split() == ["agent-1", "start"]
 
 
+def test_a_password_with_spaces_and_percent_signs_logs_in(postgres_url: str, role: str) -> None:
+    password = "two words 100% sure"
+    CheckpointStore(postgres_url).close()
+    result = create_reader(postgres_url, role, "--password-stdin", input=password + "\n")
+    assert result.exit_code == 0, result.output
+    url = as_role(postgres_url, role, password)
+    result = invoke("sql", "--url", url, "SELECT count(*) AS n FROM sessions")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[2].split() == ["0"]
+
+
 def test_reader_may_read_every_table_and_view_of_the_store(postgres_url: str, reader: str) -> None:
     with psycopg.connect(conninfo(postgres_url)) as connection:
         everything = [

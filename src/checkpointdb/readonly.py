@@ -365,9 +365,23 @@ def connect_postgres(url: URL, where: str, application_name: str) -> psycopg.Con
     """
     import psycopg
 
-    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    # Keywords, not a rendered URL: libpq's URL parser refuses a password
+    # with a space in it, which SQLAlchemy's rendering leaves unescaped.
+    params: dict[str, Any] = {
+        key: value[-1] if isinstance(value, tuple) else value  # libpq keeps the last
+        for key, value in url.query.items()
+    }
+    for key, value in (
+        ("host", url.host),
+        ("port", url.port),
+        ("user", url.username),
+        ("password", url.password),
+        ("dbname", url.database),
+    ):
+        if value is not None:
+            params[key] = value
     try:
-        return psycopg.connect(conninfo, application_name=application_name)
+        return psycopg.connect(application_name=application_name, **params)
     except psycopg.Error as exc:
         raise CheckpointDBError(f"cannot connect to {where}: {_first_line(exc)}") from exc
 
