@@ -176,11 +176,11 @@ def resolve_target(target: str | os.PathLike[str] | URL | None) -> AnyURL:
     if isinstance(target, str) and "://" in target:
         plain = _PLAIN_SQLITE_URL.fullmatch(target)
         url = SqliteURL(plain.group(1)) if plain else _parse_url(target)
-    elif isinstance(target, str | os.PathLike):
-        path = Path(os.fspath(target)).expanduser()
-        url = SqliteURL(str(path.absolute()))
+    elif _is_sqlalchemy_url(target):
+        url = cast("URL", target)
     else:
-        url = target  # a SQLAlchemy URL
+        path = Path(os.fspath(cast("str | os.PathLike[str]", target))).expanduser()
+        url = SqliteURL(str(path.absolute()))
     if isinstance(url, SqliteURL):
         return url
     if url.get_backend_name() == "sqlite":
@@ -194,6 +194,15 @@ def resolve_target(target: str | os.PathLike[str] | URL | None) -> AnyURL:
     elif url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
     return url
+
+
+def _is_sqlalchemy_url(value: object) -> bool:
+    # A URL object was made by SQLAlchemy, so it is imported already.
+    if "sqlalchemy" not in sys.modules:
+        return False
+    from sqlalchemy.engine import URL
+
+    return isinstance(value, URL)
 
 
 def _parse_url(text: str) -> URL:
@@ -811,10 +820,11 @@ class Database:
     since a pool inherited across a fork can hang the child; on SQLite, idle
     connections are closed before every fork (see ``prepare_for_fork``).
 
-    On SQLite the Engine is made only when something asks for it
-    (:attr:`engine`: migrations, SQLAlchemy users, ``echo``); until then the
-    Database opens its connections itself, set up exactly as the Engine's,
-    and SQLAlchemy is not imported. Once made, new connections come from it,
+    On SQLite at a plain path (a :class:`SqliteURL`) the Engine is made only
+    when something asks for it (:attr:`engine`: migrations, SQLAlchemy
+    users; ``echo`` makes it at once); until then the Database opens its
+    connections itself, set up exactly as the Engine's, and SQLAlchemy is
+    not imported. Once made, new connections come from it,
     so that hooks added to it apply.
     """
 
@@ -862,7 +872,9 @@ class Database:
         self._closed = False
         self._trace = trace
         self._engine: Engine | None = None
-        if echo or not self.is_sqlite:
+        # A SQLAlchemy URL may carry driver arguments (?timeout=, ?uri=) only
+        # the Engine applies: it gets one now, as do echo and PostgreSQL.
+        if echo or not isinstance(url, SqliteURL):
             self._engine = self._new_engine()
         self._pid = os.getpid()
         # SQLite: connections parked between transactions (LIFO), and those in use.

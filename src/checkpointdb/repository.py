@@ -118,14 +118,17 @@ class Repository:
         # The database as errors name it (a path, or a URL without password).
         self.where = where
         compiled: dict[str, _Compiled]
+        self._find_statements: dict[FindShape, _Compiled] = {}
         if isinstance(dialect, str):
             if dialect != "sqlite":
                 raise ValueError(f"no precompiled statements for {dialect!r}; pass its Dialect")
-            from .sqlite_statements import STATEMENTS
+            from .sqlite_statements import FIND_STATEMENTS, STATEMENTS
 
             self._dialect: Dialect | None = None
             name = dialect
             compiled = {key: _Compiled(*entry) for key, entry in STATEMENTS.items()}
+            for shape, entry in FIND_STATEMENTS.items():
+                self._find_statements[shape] = _Compiled(*entry)
         else:
             from .statements import build_statements
 
@@ -137,7 +140,6 @@ class Repository:
             encode_time_text if name == "sqlite" else require_aware
         )
         self._json_text: Callable[[str], str] = jsonb_text if name == "postgresql" else str
-        self._find_statements: dict[FindShape, _Compiled] = {}
         self._allocate = compiled["allocate"]
         self._set_metadata = compiled["set_metadata"]
         self._insert = compiled["insert"]
@@ -202,7 +204,7 @@ class Repository:
                 found[name] = value.sql
             elif isinstance(value, str) and value.lstrip().upper().startswith("SELECT"):
                 found[name] = value
-            elif isinstance(value, dict):
+            elif isinstance(value, dict) and attribute != "_find_statements":
                 for key, member in value.items():
                     if isinstance(member, _Compiled):
                         found[f"{name}[{key}]"] = member.sql
