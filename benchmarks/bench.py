@@ -1166,7 +1166,7 @@ class Bench:
                 "store = CheckpointStore(sys.argv[1])\n"
                 "store.manager('boot', None, None).create('start', json.loads(sys.argv[2]))\n"
                 "print(*(any(m == p or m.startswith(p + '.') for m in sys.modules) for p in "
-                "('alembic', 'sqlalchemy.dialects.postgresql')), sep=',')"
+                "('alembic', 'sqlalchemy.dialects.postgresql', 'sqlalchemy')), sep=',')"
             ),
             "raw: connect + create 1": (
                 "import sys, json, sqlite3\n"
@@ -1228,7 +1228,7 @@ class Bench:
             ]
             for label, t in times.items()
         ]
-        loaded = [any(flags.split(",")[i] == "True" for flags in seen) for i in range(2)]
+        loaded = [any(flags.split(",")[i] == "True" for flags in seen) for i in range(3)]
         note = (
             f"Wall time of a fresh `{Path(sys.executable).name}` process, median of "
             f"{self.sizes['startup_reps']} rounds (each round runs every program once, in "
@@ -1241,6 +1241,7 @@ class Bench:
             (
                 ("Alembic", "alembic"),
                 ("the PostgreSQL dialect", "sqlalchemy.dialects.postgresql"),
+                ("SQLAlchemy", "sqlalchemy"),
             )
         ):
             self.report.target(

@@ -10,9 +10,19 @@ from __future__ import annotations
 import difflib
 
 import pytest
-from regenerate_sql import DIALECT_URLS, REGENERATE, compiled, golden_path, render
+from regenerate_sql import (
+    DIALECT_URLS,
+    REGENERATE,
+    SQLITE_MODULE,
+    compiled,
+    dialect_for,
+    golden_path,
+    render,
+    sqlite_module,
+)
 
 from checkpointdb import CheckpointStore
+from checkpointdb.repository import Repository
 
 
 def _differences(expected: str, actual: str, name: str) -> str:
@@ -39,6 +49,30 @@ def test_golden_sql_file_matches_the_compiled_statements(dialect_name: str) -> N
             + _differences(kept, current, str(path)),
             pytrace=False,
         )
+
+
+def test_the_precompiled_sqlite_statements_match_the_code() -> None:
+    kept = SQLITE_MODULE.read_text(encoding="utf-8")
+    current = sqlite_module()
+    if kept != current:
+        pytest.fail(
+            f"the SQLite statements compiled in advance are out of date; run `{REGENERATE}` "
+            "and commit the new file:\n" + _differences(kept, current, str(SQLITE_MODULE)),
+            pytrace=False,
+        )
+
+
+def test_an_sqlite_repository_by_name_runs_what_the_dialect_compiles() -> None:
+    by_name = Repository("sqlite")
+    by_dialect = Repository(dialect_for("sqlite"))
+    assert by_name.statements() == by_dialect.statements()
+    for name, value in vars(by_dialect).items():
+        if type(value).__name__ == "_Compiled":
+            assert getattr(by_name, name) == value, name
+    assert by_name._find_statements == {
+        shape: by_dialect._compile_find(shape) for shape in by_name._find_statements
+    }
+    assert len(by_name._find_statements) == 64
 
 
 def test_an_open_store_runs_the_statements_of_the_golden_file(store: CheckpointStore) -> None:

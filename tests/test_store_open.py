@@ -15,13 +15,14 @@ from sqlalchemy import text
 
 import checkpointdb.store as store_module
 from checkpointdb import (
+    CheckpointDBError,
     CheckpointManager,
     CheckpointStore,
     SchemaOutOfDateError,
     SchemaTooNewError,
     StoreClosedError,
 )
-from checkpointdb.engine import Database, resolve_url
+from checkpointdb.engine import Database, describe, resolve_target, resolve_url
 from checkpointdb.migrate import downgrade, head_revision, known_revisions
 from checkpointdb.repository import Repository
 
@@ -140,19 +141,90 @@ def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path: Path) -> Non
         assert store.schema_revision() == head_revision()
 
 
-def test_opening_an_up_to_date_store_does_not_import_alembic(sqlite_path: Path) -> None:
-    CheckpointStore(sqlite_path).close()
+@pytest.mark.parametrize("as_url", [False, True], ids=["path", "sqlite-url"])
+def test_an_up_to_date_sqlite_store_opens_and_works_without_sqlalchemy_or_alembic(
+    sqlite_path: Path, as_url: bool
+) -> None:
+    with CheckpointStore(sqlite_path) as store:
+        store.manager("s").create("old", {"n": 0})
+    target = f"sqlite:///{sqlite_path}" if as_url else str(sqlite_path)
     code = (
         "import sys\n"
+        "from datetime import UTC, datetime, timedelta\n"
         "from checkpointdb import CheckpointStore\n"
-        f"store = CheckpointStore({str(sqlite_path)!r})\n"
-        "store.manager('s').create('a', {})\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+        f"store = CheckpointStore({target!r})\n"
+        "mgr = store.manager('s')\n"
+        "new = mgr.create('a', {'n': 1}, metadata={'m': 1})\n"
+        "assert mgr.get(new.id) == new and mgr.get_latest() == new\n"
+        "assert [c.name for c in mgr.get_all()] == ['old', 'a'] == [c.name for c in mgr]\n"
+        "assert [c.id for c in mgr.find(name='a', limit=5)] == [new.id]\n"
+        "since = datetime.now(UTC) - timedelta(hours=1)\n"
+        "assert [c.id for c in store.find(since=since, limit=1)] == [new.id]\n"
+        "assert [s.id for s in store.sessions()] == ['s']\n"
+        "store.close()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'sqlalchemy')))\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
+    assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("read_only", [False, True], ids=["read-write", "read-only"])
+def test_the_stores_own_sqlite_connections_are_set_up_as_the_engines(
+    sqlite_path: Path, read_only: bool
+) -> None:
+    CheckpointStore(sqlite_path).close()
+    statements: list[str] = []
+    db = Database(
+        resolve_target(sqlite_path),
+        synchronous="FULL",
+        busy_timeout=7,
+        read_only=read_only,
+        trace=statements.append,
+    )
+    probe = (
+        "SELECT * FROM pragma_busy_timeout, pragma_synchronous, pragma_foreign_keys, "
+        "pragma_query_only, pragma_journal_mode, (SELECT 'abc' REGEXP 'b'), (SELECT floor(2.5))"
+    )
+
+    def settings() -> tuple[object, ...]:
+        with db.transaction() as cursor:
+            row = cursor.execute(probe).fetchone()
+            return (*row, cursor.connection.isolation_level)
+
+    try:
+        assert db._engine is None
+        own = settings()
+        db.close_idle()
+        assert db.engine is not None  # from now on, connections come from the Engine
+        from_engine = settings()
+    finally:
+        db.dispose()
+    assert own == from_engine
+    assert own[:4] == (7000, 2, 1, int(read_only))
+    assert statements.count(probe) == 2  # the tracer saw the probe on both connections
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["sqlite:///relative.db", "sqlite:////tmp/x/absolute.db", "sqlite+pysqlite:///a/b.db"],
+)
+def test_plain_sqlite_urls_read_without_sqlalchemy_name_the_same_database(target: str) -> None:
+    light = resolve_target(target)
+    assert type(light).__name__ == "SqliteURL"
+    full = resolve_url(target)
+    assert (light.database, describe(light)) == (full.database, describe(full))
+    assert light.render_as_string() == full.render_as_string()
+
+
+def test_an_sqlite_url_with_a_query_is_left_to_sqlalchemy(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointDBError, match="in-memory SQLite"):
+        resolve_target("sqlite:///:memory:")
+    url = resolve_target(f"sqlite:///{tmp_path}/x.db?timeout=5")
+    assert type(url).__name__ == "URL"
+    assert url.query == {"timeout": "5"}
 
 
 def test_a_closed_store_refuses_to_work(store: CheckpointStore) -> None:

@@ -12,9 +12,8 @@ from sqlalchemy import Column, Integer, MetaData, Table, create_engine, insert, 
 from sqlalchemy.exc import StatementError
 
 from checkpointdb import CheckpointStore, InvalidDataError, NaiveDatetimeError
+from checkpointdb.sqltypes import JSONDocument, UTCDateTime
 from checkpointdb.types import (
-    JSONDocument,
-    UTCDateTime,
     decode_time,
     encode_time_text,
     jsonb_text,

@@ -17,7 +17,7 @@ from checkpointdb.cli import cli
 from checkpointdb.engine import Database, resolve_url
 from checkpointdb.migrate import downgrade, head_revision, upgrade
 from checkpointdb.repository import Repository
-from checkpointdb.types import JSONDocument, UTCDateTime
+from checkpointdb.sqltypes import JSONDocument, UTCDateTime
 
 REVISION_1 = "0001"
 

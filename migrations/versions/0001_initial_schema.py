@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from checkpointdb.types import JSONDocument, UTCDateTime
+from checkpointdb.sqltypes import JSONDocument, UTCDateTime
 
 revision: str = "0001"
 down_revision: str | None = None

@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import context, op
 
-from checkpointdb.types import JSONDocument, UTCDateTime
+from checkpointdb.sqltypes import JSONDocument, UTCDateTime
 
 revision: str = "0002"
 down_revision: str | None = "0001"

@@ -5,10 +5,12 @@
 >>> mgr = store.manager("session-42")              # doctest: +SKIP
 >>> cp = mgr.create("task_started", {"step": 1})   # doctest: +SKIP
 
-Everything that needs SQLAlchemy (the store, the manager and the asyncio API,
-``AsyncCheckpointStore`` and ``AsyncCheckpointManager``, which needs the
-``async`` extra) is imported on first use: importing SQLAlchemy takes about
-0.4 s, which ``checkpointdb --help`` and the error classes need not pay.
+The store, the manager and the asyncio API (``AsyncCheckpointStore`` and
+``AsyncCheckpointManager``, which needs the ``async`` extra) are imported on
+first use, which ``checkpointdb --help`` and the error classes need not pay.
+SQLAlchemy (about 0.3 s of imports) is imported only for what needs it:
+PostgreSQL, schema migrations, ``store.engine``, ``find()`` with JSON
+filters; an SQLite store at the current schema runs without it.
 """
 
 from importlib import import_module

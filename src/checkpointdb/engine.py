@@ -22,7 +22,9 @@ Everything that depends on *how* we talk to the database lives here:
 from __future__ import annotations
 
 import logging
+import math
 import os
+import re
 import sqlite3
 import stat
 import sys
@@ -32,13 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NoReturn, Protocol, cast
-
-from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeAlias, cast
 
 from .errors import (
     CheckpointDBError,
@@ -54,6 +50,13 @@ from .types import dumps_jsonb
 
 if sys.platform != "win32":
     import resource
+
+# SQLAlchemy (about 200 ms of imports) is imported when something needs it:
+# a PostgreSQL URL, migrations, ``store.engine``, echo. Opening an SQLite
+# store at head and its everyday calls run on sqlite3 alone.
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Connection, Engine
+    from sqlalchemy.pool import ConnectionPoolEntry
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +100,46 @@ _SQLITE_IOERR_WRITE = 10 | (3 << 8)
 _MAX_PAGE_SIZE = 65536
 
 
+class SqliteURL:
+    """An SQLite database URL, known without SQLAlchemy.
+
+    It answers the questions the opening of a store asks of a URL; where a
+    real SQLAlchemy URL is needed, :func:`sqlalchemy_url` makes one.
+    """
+
+    __slots__ = ("database",)
+
+    drivername = "sqlite+pysqlite"
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+
+    def get_backend_name(self) -> str:
+        """``"sqlite"``, as a URL says it."""
+        return "sqlite"
+
+    def render_as_string(self, hide_password: bool = True) -> str:
+        """The URL's text, as SQLAlchemy writes it."""
+        return f"{self.drivername}:///{self.database}"
+
+
+# A URL as the store holds it: SQLAlchemy's, or an SQLite one parsed without it.
+AnyURL: TypeAlias = "URL | SqliteURL"
+
+# An SQLite URL whose database is a plain path: parsed without SQLAlchemy.
+# Anything else (a query string, escapes, a host) is SQLAlchemy's to parse.
+_PLAIN_SQLITE_URL = re.compile(r"sqlite(?:\+pysqlite)?:///([^?#%@:\s]+)")
+
+
+def sqlalchemy_url(url: AnyURL) -> URL:
+    """``url`` as a SQLAlchemy URL (imports SQLAlchemy)."""
+    from sqlalchemy.engine import URL
+
+    if isinstance(url, SqliteURL):
+        return URL.create(url.drivername, database=url.database)
+    return url
+
+
 class Cursor(Protocol):
     """The slice of a DBAPI cursor the repository uses."""
 
@@ -122,15 +165,24 @@ def resolve_url(target: str | os.PathLike[str] | URL | None) -> URL:
     ``None`` means ``$CHECKPOINTDB_URL`` or ``./checkpoints.db``; a string with
     ``://`` is a URL; anything else is a filesystem path to an SQLite file.
     """
+    return sqlalchemy_url(resolve_target(target))
+
+
+def resolve_target(target: str | os.PathLike[str] | URL | None) -> AnyURL:
+    """As :func:`resolve_url`, but an SQLite path or plain SQLite URL needs no SQLAlchemy."""
     if target is None:
         target = os.environ.get(ENV_URL) or DEFAULT_PATH
-    if isinstance(target, URL):
-        url = target
-    elif isinstance(target, str) and "://" in target:
-        url = _parse_url(target)
+    url: AnyURL
+    if isinstance(target, str) and "://" in target:
+        plain = _PLAIN_SQLITE_URL.fullmatch(target)
+        url = SqliteURL(plain.group(1)) if plain else _parse_url(target)
+    elif _is_sqlalchemy_url(target):
+        url = cast("URL", target)
     else:
-        path = Path(os.fspath(target)).expanduser()
-        url = URL.create("sqlite", database=str(path.absolute()))
+        path = Path(os.fspath(cast("str | os.PathLike[str]", target))).expanduser()
+        url = SqliteURL(str(path.absolute()))
+    if isinstance(url, SqliteURL):
+        return url
     if url.get_backend_name() == "sqlite":
         database = url.database
         if not database or database == ":memory:" or database.startswith("file:"):
@@ -142,6 +194,15 @@ def resolve_url(target: str | os.PathLike[str] | URL | None) -> URL:
     elif url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
     return url
+
+
+def _is_sqlalchemy_url(value: object) -> bool:
+    # A URL object was made by SQLAlchemy, so it is imported already.
+    if "sqlalchemy" not in sys.modules:
+        return False
+    from sqlalchemy.engine import URL
+
+    return isinstance(value, URL)
 
 
 def _parse_url(text: str) -> URL:
@@ -156,6 +217,9 @@ def _parse_url(text: str) -> URL:
             f"bad database URL {shown!r}: its user name or password contains '@'; "
             "write it as %40"
         )
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         return make_url(text)
     except (ValueError, ArgumentError) as exc:
@@ -169,7 +233,7 @@ def _parse_url(text: str) -> URL:
         ) from None
 
 
-def describe(url: URL) -> str:
+def describe(url: AnyURL) -> str:
     """The database as a person names it: the file path, or the URL without password."""
     if url.get_backend_name() == "sqlite":
         return str(url.database)
@@ -344,7 +408,8 @@ def translate_error(exc: BaseException, where: str, busy_timeout: float) -> Chec
     """
     if isinstance(exc, CheckpointDBError):
         return exc
-    orig: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+    wrapped = _wrapped_driver_error(exc)
+    orig: BaseException = wrapped if wrapped is not None else exc
     code = getattr(orig, "sqlite_errorcode", None)
     message = str(orig).strip()
     if code is not None:
@@ -413,6 +478,62 @@ class DriverErrors:
             raise translate_error(exc, self.where, self.busy_timeout) from exc
 
 
+def _wrapped_driver_error(exc: BaseException) -> BaseException | None:
+    """The driver error a SQLAlchemy DBAPIError wraps, or None for any other exception.
+
+    Only an exception raised by SQLAlchemy can be one, so SQLAlchemy is not
+    imported to find out.
+    """
+    if not type(exc).__module__.startswith("sqlalchemy"):
+        return None
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError):
+        return cast(BaseException | None, exc.orig)
+    return None
+
+
+def _regexp(pattern: str, value: str | None) -> bool | None:
+    """SQL ``x REGEXP y``, as SQLAlchemy's SQLite dialect defines it on its connections."""
+    return None if value is None else re.search(pattern, value) is not None
+
+
+def connect_sqlite(
+    database: str,
+    *,
+    synchronous: str,
+    busy_timeout: float,
+    read_only: bool,
+    trace: Trace | None,
+) -> sqlite3.Connection:
+    """A new SQLite connection set up as the Engine's connections are, without SQLAlchemy.
+
+    The same driver arguments, functions (``regexp``, ``floor``), pragmas
+    (:func:`configure_sqlite_connection`) and tracer.
+    """
+    if read_only:
+        path = Path(database)
+        # Decided per connection: the -wal and -shm may come or go meanwhile.
+        # A read-write connection is made unable to write by query_only
+        # (configure_sqlite_connection); it is what deletes the -wal and
+        # -shm this store's reading created, when the store closes.
+        connection = sqlite3.connect(
+            sqlite_uri(path, sqlite_read_mode(path)), uri=True, check_same_thread=False
+        )
+    else:
+        connection = sqlite3.connect(os.path.abspath(database), check_same_thread=False)
+    try:
+        connection.create_function("regexp", 2, _regexp, deterministic=True)
+        connection.create_function("floor", 1, math.floor, deterministic=True)
+        configure_sqlite_connection(connection, synchronous, busy_timeout, read_only=read_only)
+        if trace is not None:
+            connection.set_trace_callback(trace)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
 def configure_sqlite_connection(
     dbapi_connection: Any, synchronous: str, busy_timeout: float, *, read_only: bool = False
 ) -> None:
@@ -449,6 +570,7 @@ def _install_sqlite_hooks(
     engine: Engine, synchronous: str, busy_timeout: float, read_only: bool
 ) -> None:
     """Pragmas on every new connection and the pysqlite transaction recipe."""
+    from sqlalchemy import event
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
@@ -513,6 +635,8 @@ def _install_trace(engine: Engine, trace: Trace) -> None:
     placeholders; COMMIT and ROLLBACK are driver calls and are not reported.
     Without a tracer none of this is installed, so it costs nothing.
     """
+    from sqlalchemy import event
+
     sqlite = engine.dialect.name == "sqlite"
 
     @event.listens_for(engine, "connect")
@@ -533,7 +657,7 @@ _MAX_IDLE_SQLITE_CONNECTIONS = 8
 
 
 def create_sqlalchemy_engine(
-    url: URL,
+    url: AnyURL,
     *,
     synchronous: str,
     busy_timeout: float,
@@ -567,7 +691,7 @@ def create_sqlalchemy_engine(
 
 
 def _new_engine(
-    url: URL,
+    given: AnyURL,
     *,
     synchronous: str,
     busy_timeout: float,
@@ -575,6 +699,10 @@ def _new_engine(
     read_only: bool,
     pool_size: int,
 ) -> Engine:
+    from sqlalchemy.engine import create_engine
+    from sqlalchemy.pool import NullPool
+
+    url = sqlalchemy_url(given)
     backend = url.get_backend_name()
     if backend == "sqlite":
         read_only_options: dict[str, Any] = {}
@@ -633,17 +761,76 @@ def _new_engine(
     )
 
 
+class RawConnection(Protocol):
+    """A connection :meth:`Database.checkout` hands out: a pool's proxy, or :class:`_SqliteRaw`."""
+
+    @property
+    def dbapi_connection(self) -> Any | None:
+        """The driver's connection (None once invalidated)."""
+
+    @property
+    def is_valid(self) -> bool:
+        """False once invalidated."""
+
+    def cursor(self) -> Any:
+        """A new DBAPI cursor."""
+
+    def rollback(self) -> None:
+        """Roll back the open transaction, if any."""
+
+    def invalidate(self) -> None:
+        """Close the driver's connection: it is not to be used again."""
+
+    def close(self) -> None:
+        """Close the connection."""
+
+
+class _SqliteRaw:
+    """An SQLite connection of the Database's own, the way a pool's proxy presents one."""
+
+    __slots__ = ("dbapi_connection",)
+
+    def __init__(self, dbapi_connection: sqlite3.Connection) -> None:
+        self.dbapi_connection: sqlite3.Connection | None = dbapi_connection
+
+    @property
+    def is_valid(self) -> bool:
+        return self.dbapi_connection is not None
+
+    def cursor(self) -> Any:
+        return cast(sqlite3.Connection, self.dbapi_connection).cursor()
+
+    def rollback(self) -> None:
+        cast(sqlite3.Connection, self.dbapi_connection).rollback()
+
+    def invalidate(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        dbapi, self.dbapi_connection = self.dbapi_connection, None
+        if dbapi is not None:
+            with suppress(sqlite3.Error):
+                dbapi.close()
+
+
 class Database:
     """One database: its Engine, and short transactions on pooled DBAPI connections.
 
     The Engine is rebuilt transparently in a child process after ``fork()``,
     since a pool inherited across a fork can hang the child; on SQLite, idle
     connections are closed before every fork (see ``prepare_for_fork``).
+
+    On SQLite at a plain path (a :class:`SqliteURL`) the Engine is made only
+    when something asks for it (:attr:`engine`: migrations, SQLAlchemy
+    users; ``echo`` makes it at once); until then the Database opens its
+    connections itself, set up exactly as the Engine's, and SQLAlchemy is
+    not imported. Once made, new connections come from it,
+    so that hooks added to it apply.
     """
 
     def __init__(
         self,
-        url: URL,
+        url: AnyURL,
         *,
         synchronous: str = DEFAULT_SETTINGS["synchronous"],
         busy_timeout: float = DEFAULT_SETTINGS["busy_timeout"],
@@ -664,7 +851,8 @@ class Database:
         if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
             raise CheckpointDBError(f"pool_size must be an integer >= 1, got {pool_size!r}")
         self.pool_size = pool_size
-        self.url = url
+        self.given_url = url
+        self._url: URL | None = None if isinstance(url, SqliteURL) else url
         self.dialect_name = url.get_backend_name()
         self.where = describe(url)
         self.synchronous = sync
@@ -682,27 +870,51 @@ class Database:
         self._pg_write_begin = ("BEGIN", self.pg_lock_timeout)
         self._lock = threading.Lock()
         self._closed = False
-        self._engine = create_sqlalchemy_engine(
-            url,
-            synchronous=sync,
-            busy_timeout=self.busy_timeout,
-            echo=echo,
-            read_only=read_only,
-            pool_size=pool_size,
-            trace=trace,
-        )
+        self._trace = trace
+        self._engine: Engine | None = None
+        # A SQLAlchemy URL may carry driver arguments (?timeout=, ?uri=) only
+        # the Engine applies: it gets one now, as do echo and PostgreSQL.
+        if echo or not isinstance(url, SqliteURL):
+            self._engine = self._new_engine()
         self._pid = os.getpid()
         # SQLite: connections parked between transactions (LIFO), and those in use.
-        self._idle: list[PoolProxiedConnection] = []
-        self._busy: set[PoolProxiedConnection] = set()
+        self._idle: list[RawConnection] = []
+        self._busy: set[RawConnection] = set()
         # Connections other threads were using when this process last forked.
         self._in_use_at_fork = 0
         if self.is_sqlite:
             _sqlite_databases.add(self)
 
+    def _new_engine(self) -> Engine:
+        return create_sqlalchemy_engine(
+            self.given_url,
+            synchronous=self.synchronous,
+            busy_timeout=self.busy_timeout,
+            echo=self._echo,
+            read_only=self.read_only,
+            pool_size=self.pool_size,
+            trace=self._trace,
+        )
+
+    @property
+    def url(self) -> URL:
+        """The database's SQLAlchemy URL (an SQLite one is made on first use)."""
+        if self._url is None:
+            self._url = sqlalchemy_url(self.given_url)
+        return self._url
+
     @property
     def engine(self) -> Engine:
-        """The Engine for this process (a fresh pool after a fork)."""
+        """The Engine for this process (a fresh pool after a fork); made on first use."""
+        self._check_process()
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    self._engine = self._new_engine()
+        return self._engine
+
+    def _check_process(self) -> None:
+        """Refuse a closed store; after a fork, forget the parent's connections."""
         if self._closed:
             raise StoreClosedError(f"the store for {self.where} is closed")
         if self._pid != os.getpid():
@@ -719,9 +931,9 @@ class Database:
                     # they belong to the parent process.
                     self._idle = []
                     self._busy = set()
-                    self._engine.dispose(close=False)
+                    if self._engine is not None:
+                        self._engine.dispose(close=False)
                     self._pid = os.getpid()
-        return self._engine
 
     def prepare_for_fork(self) -> None:
         """Close the connections no one is using and count those in use."""
@@ -740,7 +952,8 @@ class Database:
                 self._idle.pop().close()
             except IndexError:  # another thread took the last one
                 break
-        self._engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
 
     @property
     def max_connections(self) -> int:
@@ -751,7 +964,7 @@ class Database:
         """Connections checked out by transactions (and streams) right now."""
         if self.is_sqlite:
             return len(self._busy)
-        pool: Any = self._engine.pool
+        pool: Any = self.engine.pool
         return int(pool.checkedout())
 
     @property
@@ -772,9 +985,10 @@ class Database:
         if self.read_only:
             raise read_only_error(self.where)
 
-    def checkout(self) -> PoolProxiedConnection:
+    def checkout(self) -> RawConnection:
         """A connection for one transaction; hand it back with :meth:`checkin`."""
-        engine = self.engine
+        self._check_process()
+        raw: RawConnection
         if self.is_sqlite:
             try:
                 raw = self._idle.pop()
@@ -783,9 +997,24 @@ class Database:
             else:
                 self._busy.add(raw)
                 return raw
+            if self._engine is None:
+                with self.errors:
+                    raw = _SqliteRaw(
+                        connect_sqlite(
+                            str(self.given_url.database),
+                            synchronous=self.synchronous,
+                            busy_timeout=self.busy_timeout,
+                            read_only=self.read_only,
+                            trace=self._trace,
+                        )
+                    )
+                self._busy.add(raw)
+                return raw
+        from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
         try:
             with self.errors:
-                raw = engine.raw_connection()
+                raw = self.engine.raw_connection()
         except PoolTimeoutError as exc:
             raise StoreBusyError(
                 f"{self.where}: all {self.max_connections} connections of this store's pool "
@@ -798,7 +1027,7 @@ class Database:
             self._busy.add(raw)
         return raw
 
-    def checkin(self, raw: PoolProxiedConnection) -> None:
+    def checkin(self, raw: RawConnection) -> None:
         """Take back a connection from :meth:`checkout`, ready for its next user."""
         if not self.is_sqlite:
             raw.close()
@@ -898,7 +1127,7 @@ class Database:
             self._closed = True
             if self._pid == os.getpid():
                 self.close_idle()
-            else:
+            elif self._engine is not None:
                 self._engine.dispose(close=False)
 
 
@@ -1181,7 +1410,7 @@ if sys.platform != "win32":
 def is_conflict(exc: BaseException) -> bool:
     """True if ``exc`` (or the driver error behind it) is a deadlock or serialization failure."""
     while exc is not None:
-        orig = exc.orig if isinstance(exc, DBAPIError) else exc
+        orig = _wrapped_driver_error(exc) or exc
         if getattr(orig, "sqlstate", None) in CONFLICT_SQLSTATES:
             return True
         exc = exc.__cause__  # type: ignore[assignment]
@@ -1190,7 +1419,11 @@ def is_conflict(exc: BaseException) -> bool:
 
 def is_driver_error(exc: Exception) -> bool:
     """True for errors raised by a DBAPI driver (sqlite3, psycopg) or wrapped by SQLAlchemy."""
-    if isinstance(exc, DBAPIError):
-        return True
     module = type(exc).__module__
-    return module.startswith(("sqlite3", "psycopg"))
+    if module.startswith(("sqlite3", "psycopg")):
+        return True
+    if not module.startswith("sqlalchemy"):
+        return False
+    from sqlalchemy.exc import DBAPIError
+
+    return isinstance(exc, DBAPIError)

@@ -20,9 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import URL, Connection
-
-from .engine import DEFAULT_SETTINGS, Database, Trace, describe
+from .engine import DEFAULT_SETTINGS, AnyURL, Database, Trace, describe, sqlalchemy_url
 from .errors import (
     CheckpointDBError,
     ForeignDatabaseError,
@@ -31,10 +29,11 @@ from .errors import (
     SchemaOutOfDateError,
     SchemaTooNewError,
 )
-from .repository import Repository
+from .repository import Repository, repository_for
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy.engine import Connection
 
 # Revision files are named "<revision>_<slug>.py", revisions numbered in order.
 _REVISION_FILE = re.compile(r"^(\d{4})_\w+\.py$")
@@ -110,7 +109,7 @@ def inspect(db: Database, repository: Repository) -> SchemaState:
 
 
 def open_reader(
-    url: URL,
+    url: AnyURL,
     *,
     synchronous: str = DEFAULT_SETTINGS["synchronous"],
     busy_timeout: float = DEFAULT_SETTINGS["busy_timeout"],
@@ -149,14 +148,14 @@ def check_readable(db: Database, repository: Repository) -> None:
     """
     state = inspect(db, repository)
     if state.revision is None:
-        raise no_store_error(db.url)
+        raise no_store_error(db.given_url)
     _refuse_unknown(db, state)
     if state.revision != head_revision():
         raise _out_of_date(db, state.revision, "")
 
 
 def check_before_writing(
-    url: URL,
+    url: AnyURL,
     *,
     auto_upgrade: bool,
     create_in_existing: bool,
@@ -190,7 +189,7 @@ def check_before_writing(
         return None
     reader = open_reader(url, synchronous=synchronous, busy_timeout=busy_timeout, echo=echo)
     try:
-        state = inspect(reader, repository or Repository(reader.engine.dialect, reader.where))
+        state = inspect(reader, repository or repository_for(reader))
     finally:
         reader.dispose()
     if state.revision is None:
@@ -203,7 +202,7 @@ def check_before_writing(
     return state.revision
 
 
-def no_store_error(url: URL) -> NoStoreError:
+def no_store_error(url: AnyURL) -> NoStoreError:
     """The one-line refusal to read where there is no checkpointdb store."""
     return NoStoreError(
         f"no checkpointdb store at {describe(url)}; create one with: {upgrade_command(url)}"
@@ -245,16 +244,17 @@ def _out_of_date(db: Database, current: str, hint: str) -> SchemaOutOfDateError:
     )
 
 
-def upgrade_command(target: Database | URL) -> str:
+def upgrade_command(target: Database | AnyURL) -> str:
     """The shell command that upgrades a database (or its URL), ready to paste.
 
     The path is shell-quoted; a URL's password, which is never printed, is
     shown as the placeholder PASSWORD.
     """
-    url = target if isinstance(target, URL) else target.url
-    if url.get_backend_name() == "sqlite":
-        shown = str(url.database)
+    given = target.given_url if isinstance(target, Database) else target
+    if given.get_backend_name() == "sqlite":
+        shown = str(given.database)
     else:
+        url = sqlalchemy_url(given)
         url = url.set(password="PASSWORD") if url.password else url
         shown = url.render_as_string(hide_password=False)
     return f"checkpointdb --db {shlex.quote(shown)} db upgrade"

@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .types import JSONDocument, UTCDateTime
+from .sqltypes import JSONDocument, UTCDateTime
 from .validate import MAX_NAME_LENGTH
 
 NAMING_CONVENTION = {

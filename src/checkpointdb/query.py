@@ -44,24 +44,15 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
-
-from sqlalchemy import (
-    ColumnElement,
-    Text,
-    bindparam,
-    cast,
-    exists,
-    func,
-    literal_column,
-    select,
-)
+from typing import TYPE_CHECKING, Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 from .checkpoint import MAX_SEQ
 from .errors import InvalidDataError
-from .models import checkpoints_table
 from .types import dumps_jsonb, require_aware
 from .validate import check_identifier
+
+if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement
 
 S = TypeVar("S")
 R = TypeVar("R")
@@ -81,7 +72,6 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PATH_HINT = 'pass the path as a tuple of keys to use them literally, e.g. ("a.b", "c")'
 
-_cp = checkpoints_table.c
 
 
 class JSONMatch(NamedTuple):
@@ -359,6 +349,13 @@ def find_clauses(
     so the compiled statement serves every query of the shape. Within one
     session the order is seq; across sessions created_at, session id, seq.
     """
+    # SQLAlchemy is imported by the first find() of a shape only: opening a
+    # store and the everyday calls run precompiled SQL (about 300 ms of imports).
+    from sqlalchemy import bindparam
+
+    from .models import checkpoints_table
+
+    _cp = checkpoints_table.c
     session_set, name_set, since_set, until_set, _, newest_first, matches = shape
     conditions: list[ColumnElement[bool]] = []
     if session_set:
@@ -387,14 +384,23 @@ def find_clauses(
 
 def _postgresql_match(column: str, index: int) -> ColumnElement[bool]:
     # Imported here: an SQLite store never loads the PostgreSQL dialect.
+    from sqlalchemy import Text, bindparam, cast
     from sqlalchemy.dialects.postgresql import JSONB
 
+    from .models import checkpoints_table
+
+    _cp = checkpoints_table.c
     bound = cast(bindparam(f"doc{index}", type_=Text), JSONB)
     return _cp[column].op("@>", is_comparison=True)(bound)
 
 
 def _sqlite_match(column: str, depth: int, kind: str, index: int) -> ColumnElement[bool]:
     """EXISTS over one json_each per key: each level's key equals the next path key."""
+    from sqlalchemy import bindparam, exists, func, literal_column, select
+
+    from .models import checkpoints_table
+
+    _cp = checkpoints_table.c
     levels: list[Any] = []
     conditions: list[ColumnElement[bool]] = []
     source: Any = _cp[column]
@@ -415,6 +421,11 @@ def _sqlite_match(column: str, depth: int, kind: str, index: int) -> ColumnEleme
 
 def _sqlite_path_match(column: str, kind: str, index: int) -> ColumnElement[bool]:
     """The value at one bound path string: json_type names its JSON type (NULL if absent)."""
+    from sqlalchemy import Text, bindparam, func
+
+    from .models import checkpoints_table
+
+    _cp = checkpoints_table.c
     path = bindparam(f"path{index}", type_=Text)
     source = _cp[column]
     return _value_test(
@@ -431,6 +442,8 @@ def _value_test(
     json_type: ColumnElement[Any], atom: ColumnElement[Any], kind: str, index: int
 ) -> ColumnElement[bool]:
     """A JSON type and scalar SQL value equal to match ``index`` of this ``kind``."""
+    from sqlalchemy import bindparam, literal_column
+
     test: ColumnElement[bool]
     if kind in ("null", "true", "false"):
         test = json_type == literal_column(f"'{kind}'")

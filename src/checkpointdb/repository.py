@@ -14,31 +14,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
-
-from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
-    Integer,
-    Select,
-    String,
-    bindparam,
-    case,
-    delete,
-    func,
-    literal_column,
-    select,
-    update,
-)
-from sqlalchemy.engine import Dialect
-from sqlalchemy.sql.elements import BindParameter, ClauseElement
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .checkpoint import Checkpoint, RetentionPolicy, SessionInfo, format_id
-from .engine import Cursor
+from .engine import Cursor, Database
 from .errors import CorruptDatabaseError
-from .models import checkpoints_table, sessions_table
-from .query import FindQuery, FindShape, find_clauses
+from .query import FindQuery, FindShape
 from .types import decode_json, decode_time, encode_time_text, jsonb_text, require_aware
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Dialect
+    from sqlalchemy.sql.elements import ClauseElement
 
 # Rows fetched per round trip when streaming a session.
 PAGE_SIZE = 500
@@ -49,33 +35,6 @@ _FIND_STATEMENTS_KEPT = 256
 _MIGRATION_LOCK_KEY = 0x63706462
 # Larger than any seq: "no row is recent" when keep_recent is 0.
 _NO_CUTOFF = 2**62
-
-_cp = checkpoints_table.c
-_s = sessions_table.c
-
-_SESSION_COLUMNS = (
-    _s.id,
-    _s.created_at,
-    _s.updated_at,
-    _s.checkpoint_count,
-    _s.last_seq,
-    _s.payload_bytes,
-    _s["metadata"],
-    _s.forked_from,
-    _s.max_checkpoints,
-    _s.compress_after,
-    _s.keep_recent,
-)
-_POLICY_COLUMNS = (_s.max_checkpoints, _s.compress_after, _s.keep_recent)
-_CHECKPOINT_COLUMNS = (
-    _cp.seq,
-    _cp.name,
-    _cp.created_at,
-    _cp.data,
-    _cp["metadata"],
-    _cp.pinned,
-    _cp.parent_seq,
-)
 
 # Later than any created_at: "no age limit" for retention statements.
 END_OF_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
@@ -147,464 +106,80 @@ class NameCount:
     count: int
 
 
-def _first_seq(alias_name: str) -> Any:
-    """Scalar subquery: the session's oldest live seq."""
-    first = checkpoints_table.alias(alias_name)
-    return (
-        select(func.min(first.c.seq))
-        .where(first.c.session_id == bindparam("session_id"))
-        .scalar_subquery()
-    )
-
-
-def _recent_cutoff() -> Any:
-    """Scalar subquery: the oldest seq among the newest ``:keep_recent`` rows."""
-    recent_rows = checkpoints_table.alias("recent_rows")
-    recent = (
-        select(recent_rows.c.seq)
-        .where(recent_rows.c.session_id == bindparam("session_id"))
-        .order_by(recent_rows.c.seq.desc())
-        .limit(bindparam("keep_recent"))
-        .subquery("recent")
-    )
-    return select(func.coalesce(func.min(recent.c.seq), bindparam("no_cutoff"))).scalar_subquery()
-
-
-def _newest_of_each_name(cutoff: Any) -> Select[Any]:
-    named = checkpoints_table.alias("named")
-    return (
-        select(func.max(named.c.seq))
-        .where(named.c.session_id == bindparam("session_id"), named.c.seq < cutoff)
-        .group_by(named.c.name)
-    )
-
-
-def _compaction_victims() -> ColumnElement[bool]:
-    """The rows compaction deletes.
-
-    Kept: the first row, the newest ``:keep_recent`` rows, the newest row of
-    each name among the rest, pinned rows, and rows created at or after
-    ``:older_than``.
-    """
-    cutoff = _recent_cutoff()
-    victims: ColumnElement[bool] = (
-        (_cp.session_id == bindparam("session_id"))
-        & (_cp.seq > _first_seq("first_row"))
-        & (_cp.seq < cutoff)
-        & ~_cp.pinned
-        & (_cp.created_at < bindparam("older_than"))
-        & _cp.seq.not_in(_newest_of_each_name(cutoff))
-    )
-    return victims
-
-
-def _keep_reason() -> Any:
-    """Why a row that compaction did not delete is kept (same parameters)."""
-    cutoff = _recent_cutoff()
-    return case(
-        (_cp.seq == _first_seq("first_row"), "first"),
-        (_cp.pinned, "pinned"),
-        (_cp.seq >= cutoff, "recent"),
-        (_cp.created_at >= bindparam("older_than"), "too_recent"),
-        else_="newest_of_name",
-    )
-
-
-def _cap_victims() -> ColumnElement[bool]:
-    """The ``:excess`` oldest unpinned rows between the first and the newest (the cap).
-
-    The newest row is never a victim: a checkpoint that ``create`` just
-    returned stays, however small the cap.
-    """
-    oldest = checkpoints_table.alias("oldest")
-    newest = checkpoints_table.alias("newest")
-    victims = (
-        select(oldest.c.seq)
-        .where(
-            oldest.c.session_id == bindparam("session_id"),
-            oldest.c.seq > _first_seq("first_row"),
-            oldest.c.seq
-            < select(func.max(newest.c.seq))
-            .where(newest.c.session_id == bindparam("session_id"))
-            .scalar_subquery(),
-            ~oldest.c.pinned,
-        )
-        .order_by(oldest.c.seq)
-        .limit(bindparam("excess"))
-    )
-    return (_cp.session_id == bindparam("session_id")) & _cp.seq.in_(victims)
-
-
-def _chain(session: str) -> Any:
-    """Recursive CTE: the row ``:seq`` of session ``:<session>`` and its live ancestors.
-
-    Each step goes to a strictly lower seq, so even a damaged link cannot loop.
-    """
-    start = checkpoints_table.alias("start")
-    chain = (
-        select(start.c.seq, start.c.parent_seq)
-        .where(start.c.session_id == bindparam(session), start.c.seq == bindparam("seq"))
-        .cte("chain", recursive=True)
-    )
-    up = checkpoints_table.alias("up")
-    return chain.union_all(
-        select(up.c.seq, up.c.parent_seq).where(
-            up.c.session_id == bindparam(session),
-            up.c.seq == chain.c.parent_seq,
-            up.c.seq < chain.c.seq,
-        )
-    )
-
-
-def _fork_copy(history: str, dialect_name: str) -> Any:
-    """INSERT ... SELECT: copy rows of ``:source`` into ``:target``, renumbered from 1.
-
-    Parent links are remapped to the new seqs; a parent that is not copied
-    becomes NULL. SQLite looks the parent's new seq up with a correlated
-    subquery, for which it indexes the numbered rows (a LEFT JOIN scanned
-    them once per row: 23 s for 20,000 rows); PostgreSQL hash-joins.
-    """
-    src = checkpoints_table.alias("src")
-    rows = checkpoints_table.alias("rows")
-    chosen: ColumnElement[bool]
-    if history == "latest":
-        chosen = rows.c.seq == bindparam("seq")
-    elif history == "lineage":
-        chain = _chain("source")
-        chosen = rows.c.seq.in_(select(chain.c.seq))
-    else:
-        chosen = rows.c.seq <= bindparam("seq")
-    numbered = (
-        select(
-            rows.c.seq.label("old_seq"),
-            func.row_number().over(order_by=rows.c.seq).label("new_seq"),
-        )
-        .where(rows.c.session_id == bindparam("source"), chosen)
-        .cte("numbered")
-    )
-    parent = numbered.alias("parent")
-    copies = numbered.join(
-        src, (src.c.session_id == bindparam("source")) & (src.c.seq == numbered.c.old_seq)
-    )
-    new_parent: Any
-    if dialect_name == "sqlite":
-        new_parent = (
-            select(parent.c.new_seq).where(parent.c.old_seq == src.c.parent_seq).scalar_subquery()
-        )
-    else:
-        copies = copies.outerjoin(parent, parent.c.old_seq == src.c.parent_seq)
-        new_parent = parent.c.new_seq
-    copied = (
-        select(
-            bindparam("target", type_=String),
-            numbered.c.new_seq,
-            src.c.name,
-            src.c.created_at,
-            src.c.data,
-            src.c["metadata"],
-            src.c.pinned,
-            src.c.payload_bytes,
-            new_parent,
-        )
-        .select_from(copies)
-    )
-    columns = [
-        "session_id", "seq", "name", "created_at", "data", "metadata", "pinned",
-        "payload_bytes", "parent_seq",
-    ]  # fmt: skip
-    return checkpoints_table.insert().from_select(columns, copied)
-
-
-def _fork_totals() -> Any:
-    """UPDATE the fork's session row: counters from its rows, origin, the source's settings.
-
-    A policy column given as ``:max_checkpoints`` (etc.) wins over the source's.
-    """
-    rows = checkpoints_table.alias("rows")
-    source = sessions_table.alias("source")
-
-    def of_rows(expression: Any) -> Any:
-        return select(expression).where(rows.c.session_id == bindparam("target")).scalar_subquery()
-
-    def of_source(column: str) -> Any:
-        return select(source.c[column]).where(source.c.id == bindparam("source")).scalar_subquery()
-
-    return (
-        update(sessions_table)
-        .where(_s.id == bindparam("target"))
-        .values(
-            last_seq=of_rows(func.coalesce(func.max(rows.c.seq), 0)),
-            checkpoint_count=of_rows(func.count()),
-            payload_bytes=of_rows(func.coalesce(func.sum(rows.c.payload_bytes), 0)),
-            forked_from=bindparam("forked_from"),
-            updated_at=bindparam("now"),
-            max_checkpoints=func.coalesce(
-                bindparam("max_checkpoints", type_=Integer), of_source("max_checkpoints")
-            ),
-            compress_after=func.coalesce(
-                bindparam("compress_after", type_=Integer), of_source("compress_after")
-            ),
-            keep_recent=func.coalesce(
-                bindparam("keep_recent", type_=Integer), of_source("keep_recent")
-            ),
-            **{"metadata": of_source("metadata")},
-        )
-    )
-
-
-def _select_checkpoints(*where: ColumnElement[bool]) -> Select[Any]:
-    return select(*_CHECKPOINT_COLUMNS).where(_cp.session_id == bindparam("session_id"), *where)
-
-
-def _dialect_insert(dialect_name: str) -> Any:
-    """The dialect's INSERT construct (it has ON CONFLICT), importing only that dialect.
-
-    An SQLite store never loads the PostgreSQL dialect (73 ms of imports).
-    """
-    if dialect_name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-
-        return postgresql_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert
-
-
-def _upsert_session(dialect_name: str) -> Any:
-    """INSERT the session row or bump its counters, returning its counters and policy.
-
-    A policy parameter that is NULL leaves the stored column as it is.
-    """
-    insert = _dialect_insert(dialect_name)
-    stmt = insert(sessions_table).values(
-        id=bindparam("session_id"),
-        created_at=bindparam("now"),
-        updated_at=bindparam("now"),
-        last_seq=bindparam("seq_delta"),
-        checkpoint_count=bindparam("count_delta"),
-        payload_bytes=bindparam("bytes_delta"),
-        max_checkpoints=bindparam("max_checkpoints", type_=Integer),
-        compress_after=bindparam("compress_after", type_=Integer),
-        keep_recent=bindparam("keep_recent", type_=Integer),
-        **{"metadata": literal_column("'{}'")},
-    )
-    excluded = stmt.excluded
-    return stmt.on_conflict_do_update(
-        index_elements=[_s.id],
-        set_={
-            "last_seq": _s.last_seq + excluded.last_seq,
-            "checkpoint_count": _s.checkpoint_count + excluded.checkpoint_count,
-            "payload_bytes": _s.payload_bytes + excluded.payload_bytes,
-            "updated_at": excluded.updated_at,
-            "max_checkpoints": func.coalesce(excluded.max_checkpoints, _s.max_checkpoints),
-            "compress_after": func.coalesce(excluded.compress_after, _s.compress_after),
-            "keep_recent": func.coalesce(excluded.keep_recent, _s.keep_recent),
-        },
-    ).returning(_s.last_seq, _s.checkpoint_count, *_POLICY_COLUMNS)
-
-
-def _upsert_session_metadata(dialect_name: str) -> Any:
-    """INSERT the session row with this metadata, or replace the metadata of the existing one."""
-    insert = _dialect_insert(dialect_name)
-    stmt = insert(sessions_table).values(
-        id=bindparam("session_id"),
-        created_at=bindparam("now"),
-        updated_at=bindparam("now"),
-        **{"metadata": bindparam("metadata")},
-    )
-    return stmt.on_conflict_do_update(
-        index_elements=[_s.id],
-        set_={"metadata": stmt.excluded["metadata"], "updated_at": stmt.excluded.updated_at},
-    )
-
-
 class Repository:
     """The SQL of the store, compiled for one dialect; methods run on a DBAPI cursor."""
 
-    def __init__(self, dialect: Dialect, where: str = "the database") -> None:
-        self.dialect = dialect
+    def __init__(self, dialect: Dialect | str, where: str = "the database") -> None:
+        """Compile every statement for ``dialect``.
+
+        ``"sqlite"`` (a name, not a Dialect) takes the SQLite statements
+        compiled in advance, without importing SQLAlchemy.
+        """
         # The database as errors name it (a path, or a URL without password).
         self.where = where
-        name = dialect.name
+        compiled: dict[str, _Compiled]
+        self._find_statements: dict[FindShape, _Compiled] = {}
+        if isinstance(dialect, str):
+            if dialect != "sqlite":
+                raise ValueError(f"no precompiled statements for {dialect!r}; pass its Dialect")
+            from .sqlite_statements import FIND_STATEMENTS, STATEMENTS
+
+            self._dialect: Dialect | None = None
+            name = dialect
+            compiled = {key: _Compiled(*entry) for key, entry in STATEMENTS.items()}
+            for shape, entry in FIND_STATEMENTS.items():
+                self._find_statements[shape] = _Compiled(*entry)
+        else:
+            from .statements import build_statements
+
+            self._dialect = dialect
+            name = dialect.name
+            compiled = {key: self._compile(stmt) for key, stmt in build_statements(name).items()}
+        self.dialect_name = name
         self._encode_time: Callable[[datetime], Any] = (
             encode_time_text if name == "sqlite" else require_aware
         )
         self._json_text: Callable[[str], str] = jsonb_text if name == "postgresql" else str
-        self._find_statements: dict[FindShape, _Compiled] = {}
-        session: BindParameter[str] = bindparam("session_id")
-        seq: BindParameter[int] = bindparam("seq")
-        self._allocate = self._compile(_upsert_session(name))
-        self._set_metadata = self._compile(_upsert_session_metadata(name))
-        row_values = {
-            "session_id": session,
-            "seq": bindparam("seq"),
-            "name": bindparam("name"),
-            "created_at": bindparam("created_at"),
-            "data": bindparam("data"),
-            "pinned": bindparam("pinned"),
-            "payload_bytes": bindparam("payload_bytes"),
-            "metadata": bindparam("metadata"),
-        }
-        self._insert = self._compile(
-            checkpoints_table.insert().values(
-                **row_values, parent_seq=bindparam("parent_seq", type_=BigInteger)
-            )
-        )
-        previous = checkpoints_table.alias("previous")
-        # The parent by default: the newest live row, read in the INSERT itself.
-        self._insert_on_newest = self._compile(
-            checkpoints_table.insert()
-            .values(
-                **row_values,
-                parent_seq=select(func.max(previous.c.seq))
-                .where(previous.c.session_id == session)
-                .scalar_subquery(),
-            )
-            .returning(_cp.parent_seq)
-        )
-        self._exists = self._compile(
-            select(_cp.seq).where(_cp.session_id == session, _cp.seq == seq)
-        )
-        chain = _chain("session_id")
-        self._lineage = self._compile(
-            _select_checkpoints(_cp.seq.in_(select(chain.c.seq))).order_by(_cp.seq)
-        )
+        self._allocate = compiled["allocate"]
+        self._set_metadata = compiled["set_metadata"]
+        self._insert = compiled["insert"]
+        self._insert_on_newest = compiled["insert_on_newest"]
+        self._exists = compiled["exists"]
+        self._lineage = compiled["lineage"]
+        self._fork_totals = compiled["fork_totals"]
+        self._get = compiled["get"]
+        self._latest = compiled["latest"]
+        self._by_name = compiled["by_name"]
+        self._page = compiled["page"]
+        self._page_desc = compiled["page_desc"]
+        self._since = compiled["since"]
+        self._between = compiled["between"]
+        self._first = compiled["first"]
+        self._name_counts = compiled["name_counts"]
+        self._session = compiled["session"]
+        self._sessions = compiled["sessions"]
+        self._count = compiled["count"]
+        self._compact = compiled["compact"]
+        self._keep_reasons = compiled["keep_reasons"]
+        self._cap = compiled["cap"]
+        self._keep_newest = compiled["keep_newest"]
+        self._pinned_count = compiled["pinned_count"]
+        self._clear = compiled["clear"]
+        self._expire = compiled["expire"]
+        self._set_pinned = compiled["set_pinned"]
+        self._delete_one = compiled["delete_one"]
+        self._delete_after = compiled["delete_after"]
+        self._delete_session = compiled["delete_session"]
+        self._adjust_count = compiled["adjust_count"]
+        self._set_counter = compiled["set_counter"]
+        self._spans = compiled["spans"]
+        self._session_span = compiled["session_span"]
+        self._times = compiled["times"]
+        self._session_times = compiled["session_times"]
         self._fork_copy = {
-            history: self._compile(_fork_copy(history, name)) for history in FORK_HISTORIES
+            history: compiled[f"fork_copy[{history}]"] for history in FORK_HISTORIES
         }
-        self._fork_totals = self._compile(_fork_totals())
-        self._get = self._compile(_select_checkpoints(_cp.seq == seq))
-        self._latest = self._compile(_select_checkpoints().order_by(_cp.seq.desc()).limit(1))
-        self._by_name = self._compile(
-            _select_checkpoints(_cp.name == bindparam("name"))
-            .order_by(_cp.seq.desc())
-            .limit(bindparam("limit"))
-        )
-        self._page = self._compile(
-            _select_checkpoints(_cp.seq > bindparam("after"))
-            .order_by(_cp.seq)
-            .limit(bindparam("limit"))
-        )
-        self._page_desc = self._compile(
-            _select_checkpoints(_cp.seq < bindparam("before"))
-            .order_by(_cp.seq.desc())
-            .limit(bindparam("limit"))
-        )
-        self._since = self._compile(
-            _select_checkpoints(_cp.created_at > bindparam("start")).order_by(_cp.seq)
-        )
-        self._between = self._compile(
-            _select_checkpoints(
-                _cp.created_at >= bindparam("start"), _cp.created_at <= bindparam("end")
-            ).order_by(_cp.seq)
-        )
-        self._first = self._compile(_select_checkpoints().order_by(_cp.seq).limit(1))
-        self._name_counts = self._compile(
-            select(_cp.name, func.count())
-            .where(_cp.session_id == session)
-            .group_by(_cp.name)
-            .order_by(_cp.name)
-        )
-        self._session = self._compile(select(*_SESSION_COLUMNS).where(_s.id == session))
-        self._sessions = self._compile(select(*_SESSION_COLUMNS).order_by(_s.id))
-        self._count = self._compile(select(_s.checkpoint_count).where(_s.id == session))
-        # PostgreSQL only: SQLite's BEGIN IMMEDIATE already holds the one write lock.
-        self._lock_row = (
-            self._compile(
-                select(_s.last_seq).where(_s.id == session).with_for_update(key_share=True)
-            )
-            if name == "postgresql"
-            else None
-        )
-        removed = (_cp.seq, _cp.payload_bytes)
-        self._compact = self._compile(
-            delete(checkpoints_table).where(_compaction_victims()).returning(*removed)
-        )
-        reason = _keep_reason().label("reason")
-        self._keep_reasons = self._compile(
-            select(reason, func.count())
-            .where(_cp.session_id == session)
-            .group_by(reason)
-            .order_by(reason)
-        )
-        self._cap = self._compile(
-            delete(checkpoints_table).where(_cap_victims()).returning(*removed)
-        )
-        self._keep_newest = self._compile(
-            delete(checkpoints_table)
-            .where(_cp.session_id == session, _cp.seq < _recent_cutoff())
-            .returning(*removed)
-        )
-        self._pinned_count = self._compile(
-            select(func.count()).where(_cp.session_id == session, _cp.pinned)
-        )
-        self._clear = self._compile(
-            delete(checkpoints_table).where(_cp.session_id == session).returning(*removed)
-        )
-        newest = checkpoints_table.alias("newest")
-        self._expire = self._compile(
-            delete(checkpoints_table)
-            .where(
-                _cp.session_id == session,
-                ~_cp.pinned,
-                _cp.created_at < bindparam("older_than"),
-                _cp.seq
-                < select(func.max(newest.c.seq))
-                .where(newest.c.session_id == session)
-                .scalar_subquery(),
-            )
-            .returning(*removed)
-        )
-        self._set_pinned = self._compile(
-            update(checkpoints_table)
-            .where(_cp.session_id == session, _cp.seq == seq)
-            .values(pinned=bindparam("pinned"))
-        )
-        self._delete_one = self._compile(
-            delete(checkpoints_table)
-            .where(_cp.session_id == session, _cp.seq == seq)
-            .returning(*removed)
-        )
-        self._delete_after = self._compile(
-            delete(checkpoints_table)
-            .where(_cp.session_id == session, _cp.seq > seq)
-            .returning(*removed)
-        )
-        self._delete_session = self._compile(delete(sessions_table).where(_s.id == session))
-        self._adjust_count = self._compile(
-            update(sessions_table)
-            .where(_s.id == session)
-            .values(
-                checkpoint_count=_s.checkpoint_count + bindparam("delta"),
-                payload_bytes=_s.payload_bytes + bindparam("bytes_delta"),
-                updated_at=bindparam("now"),
-            )
-        )
-        self._set_counter = self._compile(
-            update(sessions_table)
-            .where(_s.id == session)
-            .values(
-                last_seq=bindparam("last_seq"),
-                checkpoint_count=_s.checkpoint_count + bindparam("delta"),
-                payload_bytes=_s.payload_bytes + bindparam("bytes_delta"),
-                updated_at=bindparam("now"),
-            )
-        )
-        # Times of checkpoints without their payloads, for timelines and session listings.
-        span_columns = (
-            _cp.session_id,
-            func.count(),
-            func.min(_cp.created_at),
-            func.max(_cp.created_at),
-        )
-        self._spans = self._compile(
-            select(*span_columns).group_by(_cp.session_id).order_by(_cp.session_id)
-        )
-        self._session_span = self._compile(
-            select(*span_columns).where(_cp.session_id == session).group_by(_cp.session_id)
-        )
-        self._times = self._compile(select(_cp.created_at))
-        self._session_times = self._compile(select(_cp.created_at).where(_cp.session_id == session))
+        self._lock_row = compiled.get("lock_row")
         # LIMIT that means "no limit": SQLite wants -1, PostgreSQL NULL.
         self._no_limit = -1 if name == "sqlite" else None
         if name == "postgresql":
@@ -629,11 +204,20 @@ class Repository:
                 found[name] = value.sql
             elif isinstance(value, str) and value.lstrip().upper().startswith("SELECT"):
                 found[name] = value
-            elif isinstance(value, dict):
+            elif isinstance(value, dict) and attribute != "_find_statements":
                 for key, member in value.items():
                     if isinstance(member, _Compiled):
                         found[f"{name}[{key}]"] = member.sql
         return dict(sorted(found.items()))
+
+    @property
+    def dialect(self) -> Dialect:
+        """The SQLAlchemy dialect the statements are compiled for (SQLite: made on first use)."""
+        if self._dialect is None:
+            from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+
+            self._dialect = SQLiteDialect_pysqlite(paramstyle="named")
+        return self._dialect
 
     def _compile(self, stmt: ClauseElement) -> _Compiled:
         compiled = stmt.compile(dialect=self.dialect)
@@ -1080,7 +664,7 @@ class Repository:
         else:
             stmt, params = self._session_times, {"session_id": session_id}
         rows: Any = cursor
-        if self.dialect.name == "postgresql":
+        if self.dialect_name == "postgresql":
             rows = cursor.connection.cursor(name="checkpointdb_times")
         try:
             self._run(rows, stmt, params)
@@ -1095,7 +679,7 @@ class Repository:
 
     def storage_bytes(self, cursor: Cursor) -> int:
         """Bytes the database occupies (SQLite: the main file; PostgreSQL: our tables)."""
-        if self.dialect.name == "sqlite":
+        if self.dialect_name == "sqlite":
             cursor.execute("SELECT page_count * page_size FROM pragma_page_count, pragma_page_size")
         else:
             cursor.execute(
@@ -1105,7 +689,7 @@ class Repository:
 
     def vacuum(self, cursor: Cursor) -> None:
         """Give freed space back (SQLite) and refresh planner statistics (PostgreSQL)."""
-        if self.dialect.name == "sqlite":
+        if self.dialect_name == "sqlite":
             cursor.execute("VACUUM")
             # The rebuilt file went through the WAL; fold it back and truncate it.
             cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -1117,7 +701,7 @@ class Repository:
 
     def take_migration_lock(self, cursor: Cursor) -> None:
         """Serialise schema migrations (SQLite: the write transaction already does)."""
-        if self.dialect.name == "postgresql":
+        if self.dialect_name == "postgresql":
             cursor.execute(
                 "SELECT pg_advisory_xact_lock(%(key)s, hashtext(current_schema()))",
                 {"key": _MIGRATION_LOCK_KEY},
@@ -1125,7 +709,7 @@ class Repository:
 
     def foreign_key_problems(self, cursor: Cursor) -> list[Any]:
         """Rows whose parent is missing (SQLite checks after a migration)."""
-        if self.dialect.name != "sqlite":
+        if self.dialect_name != "sqlite":
             return []
         cursor.execute("PRAGMA foreign_key_check")
         return list(cursor.fetchall())
@@ -1137,7 +721,7 @@ class Repository:
 
     def table_names(self, cursor: Cursor) -> list[str]:
         """Every table and view in the database (PostgreSQL: in its current schema), by name."""
-        if self.dialect.name == "postgresql":
+        if self.dialect_name == "postgresql":
             cursor.execute(
                 "SELECT table_name FROM information_schema.tables "
                 "WHERE table_schema = current_schema() ORDER BY table_name"
@@ -1151,7 +735,7 @@ class Repository:
 
     def missing_schema(self, cursor: Cursor) -> str | None:
         """PostgreSQL: the search_path when none of its schemas exists (else None)."""
-        if self.dialect.name != "postgresql":
+        if self.dialect_name != "postgresql":
             return None
         cursor.execute("SELECT current_schema() IS NULL, current_setting('search_path')")
         missing, search_path = cursor.fetchone()
@@ -1182,7 +766,7 @@ class Repository:
         stmt, params = self._find_statement(query)
         session_id = query.session_id
         rows: Any = cursor
-        if self.dialect.name == "postgresql":
+        if self.dialect_name == "postgresql":
             rows = cursor.connection.cursor(name="checkpointdb_find")
         try:
             self._run(rows, stmt, params)
@@ -1212,20 +796,25 @@ class Repository:
         return [row_to_checkpoint(session_id, row) for row in rows]
 
     def _find_statement(self, query: FindQuery) -> tuple[_Compiled, dict[str, Any]]:
-        shape, params = query.bind(self._encode_time, self.dialect.name)
+        shape, params = query.bind(self._encode_time, self.dialect_name)
         stmt = self._find_statements.get(shape)
         if stmt is None:
             stmt = self._compile_find(shape)
         return stmt, params
 
     def _compile_find(self, shape: FindShape) -> _Compiled:
-        where, order_by = find_clauses(shape, self.dialect.name)
+        from sqlalchemy import bindparam, literal_column, select
+
+        from .query import find_clauses
+        from .statements import _CHECKPOINT_COLUMNS, _cp
+
+        where, order_by = find_clauses(shape, self.dialect_name)
         # Rows carry their session id only when the query spans sessions.
         columns = _CHECKPOINT_COLUMNS if shape[0] else (_cp.session_id, *_CHECKPOINT_COLUMNS)
         stmt = select(*columns).where(*where).order_by(*order_by)
         if shape[4]:  # a limit is set
             stmt = stmt.limit(bindparam("limit"))
-            if self.dialect.name == "sqlite":
+            if self.dialect_name == "sqlite":
                 # Else SQLite's LIMIT comes with OFFSET as a bound constant,
                 # merged into the parameters on every call.
                 stmt = stmt.offset(literal_column("0"))
@@ -1235,6 +824,11 @@ class Repository:
             self._find_statements.pop(next(iter(self._find_statements)), None)
         self._find_statements[shape] = compiled
         return compiled
+
+
+def repository_for(db: Database) -> Repository:
+    """The repository for ``db``'s dialect (on SQLite, without importing SQLAlchemy)."""
+    return Repository("sqlite" if db.is_sqlite else db.engine.dialect, db.where)
 
 
 def _session_info(row: Sequence[Any]) -> SessionInfo:

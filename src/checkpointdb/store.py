@@ -20,18 +20,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar, overload
-
-from sqlalchemy.engine import URL
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import migrate
 from .checkpoint import STORED, Checkpoint, JSONDict, KeepRecent, Limit, SessionInfo, format_id
-from .engine import DEFAULT_SETTINGS, Cursor, Database, Trace, resolve_url
+from .engine import DEFAULT_SETTINGS, AnyURL, Cursor, Database, Trace, resolve_target
 from .errors import CheckpointDBError, InvalidDataError, NotFoundError, PayloadTooLargeError
 from .manager import CheckpointManager, Keep, use_default_store
 from .operations import Context, Operation, find_stream, perform, read, unchanged
 from .query import FindQuery, takes_filters
-from .repository import CheckpointSpan, Removed, Repository
+from .repository import CheckpointSpan, Removed, Repository, repository_for
 from .timeline import Timeline, build_timeline
 from .validate import (
     DEFAULT_MAX_DEPTH,
@@ -39,6 +37,9 @@ from .validate import (
     check_identifier,
     encode_payload,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 M = TypeVar("M")
 
@@ -124,7 +125,7 @@ def _vacuum(repo: Repository) -> Operation[tuple[int, int], VacuumReport]:
 
 
 def open_database(
-    url: URL,
+    url: AnyURL,
     *,
     auto_upgrade: bool,
     synchronous: str,
@@ -149,7 +150,7 @@ def open_database(
         db = migrate.open_reader(
             url, synchronous=synchronous, busy_timeout=busy_timeout, echo=echo, trace=trace
         )
-        repo = Repository(db.engine.dialect, db.where)
+        repo = repository_for(db)
         try:
             migrate.check_readable(db, repo)
         except BaseException:
@@ -166,7 +167,7 @@ def open_database(
         pool_size=pool_size,
         trace=trace,
     )
-    repo = Repository(db.engine.dialect, db.where)
+    repo = repository_for(db)
     try:
         current = migrate.check_before_writing(
             url,
@@ -374,7 +375,7 @@ class CheckpointStore(StoreBase):
     ) -> None:
         self._set_limits(max_payload_bytes, max_depth)
         self._db, self._repo = open_database(
-            resolve_url(url),
+            resolve_target(url),
             auto_upgrade=auto_upgrade,
             synchronous=synchronous,
             busy_timeout=busy_timeout,
