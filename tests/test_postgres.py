@@ -383,16 +383,21 @@ def test_sixteen_threads_share_the_default_pool_without_timeouts(postgres_url: s
             s: list(range(1, per_session + 1)) for s in issued
         }
         assert in_use["peak"] <= DEFAULT_SETTINGS["pool_size"] + DEFAULT_SETTINGS["max_overflow"]
+        assert store._db.in_use() == 0
+        # Between bursts at most pool_size connections stay open: parked by
+        # the store (still checked out of the pool) or idle in the pool.
         pool = cast(QueuePool, engine.pool)
-        assert pool.checkedout() == 0
-        assert pool.checkedin() <= DEFAULT_SETTINGS["pool_size"]
+        parked = len(store._db._idle)
+        assert pool.checkedout() == parked
+        open_in_pool = [rec for rec in pool._pool.queue if rec.dbapi_connection is not None]
+        assert 1 <= parked + len(open_in_pool) <= DEFAULT_SETTINGS["pool_size"]
 
 
 def test_a_connection_the_server_dropped_is_replaced_before_use(postgres_url: str) -> None:
     with CheckpointStore(postgres_url) as store:
         manager = store.manager("s")
         manager.create("first", {})
-        assert cast(QueuePool, store._db.engine.pool).checkedin() == 1
+        assert len(store._db._idle) == 1
         with store._db.transaction() as cursor:
             cursor.execute("SELECT pg_backend_pid()")
             pooled_pid = cursor.fetchone()[0]
@@ -433,6 +438,25 @@ def _pooled_backend_pids(store: CheckpointStore) -> list[int]:
         cursor.execute("SELECT pg_backend_pid()")
         pids.append(cursor.fetchone()[0])
     return pids
+
+
+def test_closing_the_store_closes_the_connections_it_kept_between_transactions(
+    postgres_url: str,
+) -> None:
+    store = CheckpointStore(postgres_url)
+    store.manager("s").create("first", {})
+    (pid,) = [raw.dbapi_connection.info.backend_pid for raw in store._db._idle]  # type: ignore[union-attr]
+    store.close()
+    with _connect(postgres_url, autocommit=True) as admin:
+        _poll(
+            lambda: (
+                admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)
+                ).fetchone()
+                == (0,)
+            ),
+            f"backend {pid} is gone",
+        )
 
 
 def test_reads_and_streams_on_a_killed_connection_are_run_again_on_a_new_one(

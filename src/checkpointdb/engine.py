@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import sqlite3
 import stat
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
@@ -531,6 +533,30 @@ def _install_trace(engine: Engine, trace: Trace) -> None:
 # after use instead of kept.
 _MAX_IDLE_SQLITE_CONNECTIONS = 8
 
+# libpq's PQTRANS_IDLE: a connection outside any transaction, nothing in flight.
+_PQ_IDLE = 0
+# Where a PostgreSQL connection's info records when it was opened (monotonic seconds).
+_CONNECTED_AT = "checkpointdb_connected_at"
+# Seconds after which a parked connection goes back to the pool, which replaces it.
+_PG_RECYCLE = float(DEFAULT_SETTINGS["pool_recycle"])
+
+
+def _server_hung_up(dbapi: Any) -> bool:
+    """Whether the server has closed an idle PostgreSQL connection, seen without a round trip.
+
+    An idle connection has nothing to read. A server that ended it (a
+    terminated backend, a shutdown, an idle timeout) left its FATAL message
+    or the end of the stream there, so a readable socket means the
+    connection cannot be used. A silent network failure is not seen here.
+    """
+    if dbapi.closed:
+        return True
+    if sys.platform == "win32":
+        return bool(select.select([dbapi.fileno()], [], [], 0)[0])
+    poller = select.poll()
+    poller.register(dbapi.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
+
 
 def create_sqlalchemy_engine(
     url: URL,
@@ -603,7 +629,7 @@ def _new_engine(
         return engine
     if backend == "postgresql":
         require_psycopg()
-        return create_engine(
+        engine = create_engine(
             url,
             echo=echo,
             # No pre-ping (a round trip per transaction): a connection found
@@ -628,6 +654,14 @@ def _new_engine(
             },
             json_serializer=dumps_jsonb,
         )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+            # Parked connections skip the pool's recycling at checkout: Database
+            # recycles them by this time (the pool clears info on reconnect).
+            record.info[_CONNECTED_AT] = time.monotonic()
+
+        return engine
     raise CheckpointDBError(
         f"unsupported database {describe(url)!r}: use an SQLite path or a postgresql+psycopg:// URL"
     )
@@ -692,7 +726,10 @@ class Database:
             trace=trace,
         )
         self._pid = os.getpid()
-        # SQLite: connections parked between transactions (LIFO), and those in use.
+        # Connections parked between transactions (LIFO): reusing one costs a
+        # list pop, a pool checkout and checkin about 40 us each. PostgreSQL
+        # ones stay checked out of the pool, which so still bounds them all.
+        # SQLite: also those in use.
         self._idle: list[PoolProxiedConnection] = []
         self._busy: set[PoolProxiedConnection] = set()
         # Connections other threads were using when this process last forked.
@@ -752,7 +789,7 @@ class Database:
         if self.is_sqlite:
             return len(self._busy)
         pool: Any = self._engine.pool
-        return int(pool.checkedout())
+        return int(pool.checkedout()) - len(self._idle)
 
     @property
     def closed(self) -> bool:
@@ -783,9 +820,16 @@ class Database:
             else:
                 self._busy.add(raw)
                 return raw
+        else:
+            return self._checkout_pg(engine)
+        raw = self._from_pool(engine)
+        self._busy.add(raw)
+        return raw
+
+    def _from_pool(self, engine: Engine) -> PoolProxiedConnection:
         try:
             with self.errors:
-                raw = engine.raw_connection()
+                return engine.raw_connection()
         except PoolTimeoutError as exc:
             raise StoreBusyError(
                 f"{self.where}: all {self.max_connections} connections of this store's pool "
@@ -794,14 +838,26 @@ class Database:
                 f"for {self.busy_timeout:g}s. Nothing was written; use fewer threads at once, "
                 "or raise pool_size (CheckpointStore(url, pool_size=...))."
             ) from exc
-        if self.is_sqlite:
-            self._busy.add(raw)
-        return raw
+
+    def _checkout_pg(self, engine: Engine) -> PoolProxiedConnection:
+        """The newest parked PostgreSQL connection the server has not closed, else the pool's."""
+        # Each connection found closed is replaced; past this many, the last
+        # one is handed out and its failure reported as it comes.
+        for _ in range(self.max_connections):
+            try:
+                raw = self._idle.pop()
+            except IndexError:
+                raw = self._from_pool(engine)
+            if not _server_hung_up(raw.dbapi_connection):
+                return raw
+            raw.invalidate()
+            raw.close()
+        return self._from_pool(engine)
 
     def checkin(self, raw: PoolProxiedConnection) -> None:
         """Take back a connection from :meth:`checkout`, ready for its next user."""
         if not self.is_sqlite:
-            raw.close()
+            self._checkin_pg(raw)
             return
         self._busy.discard(raw)
         if not raw.is_valid or self._closed or self._pid != os.getpid():
@@ -821,6 +877,28 @@ class Database:
             self._idle.append(raw)
         else:
             raw.close()
+
+    def _checkin_pg(self, raw: PoolProxiedConnection) -> None:
+        """Park a healthy idle PostgreSQL connection; hand any other back to the pool."""
+        dbapi: Any = raw.dbapi_connection
+        if (
+            raw.is_valid
+            and not self._closed
+            and self._pid == os.getpid()
+            and dbapi is not None
+            and not dbapi.closed
+            # Idle, outside any transaction: nothing of this user's reaches the next.
+            and dbapi.pgconn.transaction_status == _PQ_IDLE
+            and time.monotonic() - raw.info.get(_CONNECTED_AT, 0.0) < _PG_RECYCLE
+        ):
+            if len(self._idle) < self.pool_size:
+                self._idle.append(raw)
+                return
+            # One more than the pool keeps between bursts (overflow): closed,
+            # its slot back in the pool.
+            raw.invalidate()
+        # The pool rolls back or replaces it (an old or broken one).
+        raw.close()
 
     def transaction(
         self,
@@ -1089,7 +1167,7 @@ class _PgTransaction:
             if self._use_pipeline:
                 self._pipeline = dbapi.pipeline()  # a context manager
                 pipeline = self._pipeline.__enter__()
-            cursor = self._cursor = _PgCursor(raw.cursor(), pipeline)
+            cursor = self._cursor = _PgCursor(dbapi.cursor(), pipeline)
             if self._begin:
                 for statement in self._begin:
                     cursor.execute(statement)
