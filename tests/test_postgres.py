@@ -34,7 +34,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import QueuePool
 
 from checkpointdb import CheckpointDBError, CheckpointStore, InvalidDataError, StoreBusyError
-from checkpointdb.engine import DEFAULT_SETTINGS
+from checkpointdb.engine import DEFAULT_SETTINGS, StaleConnectionError
 from checkpointdb.migrate import head_revision
 from checkpointdb.repository import Repository
 
@@ -146,6 +146,8 @@ def test_four_processes_creating_in_one_session_get_ids_1_to_1000_without_error(
     with CheckpointStore(postgres_url) as store:
         manager = store.manager("shared", max_checkpoints=None, compress_after=None)
         assert [cp.seq for cp in manager] == list(range(1, 1001))
+        # Each insert saw every checkpoint committed before it took the seq.
+        assert [cp.parent_id for cp in manager] == [None] + [f"shared:{n}" for n in range(1, 1000)]
         (info,) = store.sessions()
         assert (info.last_seq, info.checkpoint_count) == (1000, 1000)
 
@@ -416,6 +418,21 @@ def test_a_connection_the_server_dropped_is_replaced_before_use(postgres_url: st
         assert manager.create("second", {}).id == "s:2"
 
 
+def test_a_create_on_a_terminated_connection_runs_once_on_a_new_one(postgres_url: str) -> None:
+    with CheckpointStore(postgres_url) as store:
+        manager = store.manager("s", keep="all")
+        manager.create("first", {})
+        (pid,) = _pooled_backend_pids(store)
+        _terminate(postgres_url, pid)
+        # Replaced before use, without a round trip: nothing is sent on it.
+        raw = store._db.checkout()
+        assert raw.dbapi_connection.info.backend_pid != pid  # type: ignore[union-attr]
+        store._db.checkin(raw)
+
+        assert manager.create("second", {}).id == "s:2"
+        assert [cp.id for cp in manager] == ["s:1", "s:2"]
+
+
 def _terminate(postgres_url: str, pid: int) -> None:
     """End backend ``pid`` from another connection and wait until it is gone."""
     with _connect(postgres_url, autocommit=True) as admin:
@@ -532,15 +549,50 @@ def _round_trips(store: CheckpointStore, call: Callable[[], object], times: int)
     return switches / times
 
 
-def test_create_takes_three_round_trips_and_single_reads_one(postgres_url: str) -> None:
+def test_create_without_retention_takes_one_round_trip_and_single_reads_one(
+    postgres_url: str,
+) -> None:
     with CheckpointStore(postgres_url) as store:
         manager = store.manager("s", max_checkpoints=None, compress_after=None)
         manager.create("first", {"n": 0})
-        assert _round_trips(store, lambda: manager.create("step", {"n": 1}), 20) == 3
+        assert _round_trips(store, lambda: manager.create("step", {"n": 1}), 20) == 1
         assert _round_trips(store, manager.get_latest, 20) == 1
         assert _round_trips(store, lambda: len(manager), 20) == 1
         assert _round_trips(store, lambda: manager.get("s:1"), 20) == 1
         assert len(manager) == 21
+        assert [cp.parent_id for cp in manager][-2:] == ["s:19", "s:20"]
+        # Retention decided after the insert (the stored policy) waits for its answers.
+        stored = store.manager("s")
+        assert _round_trips(store, lambda: stored.create("step", {"n": 2}), 5) == 3
+        assert len(manager) == 26
+
+
+def test_a_connection_lost_after_the_commit_was_sent_is_reported_as_unknown_not_retried(
+    postgres_url: str,
+) -> None:
+    with CheckpointStore(postgres_url) as store:
+        manager = store.manager("s", keep="all")
+        manager.create("first", {"n": 1})
+        with _connect(postgres_url, autocommit=True) as conn:
+            # The server ends the connection while it commits the next insert.
+            conn.execute(
+                "CREATE FUNCTION end_my_connection() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); "
+                "PERFORM pg_sleep(5); RETURN NULL; END $$"
+            )
+            conn.execute(
+                "CREATE CONSTRAINT TRIGGER end_at_commit AFTER INSERT ON checkpoints "
+                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION end_my_connection()"
+            )
+            with pytest.raises(CheckpointDBError) as excinfo:
+                manager.create("second", {"n": 2})
+            conn.execute("DROP TRIGGER end_at_commit ON checkpoints")
+
+        assert not isinstance(excinfo.value, StaleConnectionError)
+        assert "unknown" in str(excinfo.value)
+        assert "terminat" in str(excinfo.value)
+        assert [cp.name for cp in manager] == ["first"]
+        assert manager.create("third", {"n": 3}).id == "s:2"
 
 
 def test_a_pool_run_dry_raises_store_busy_naming_the_pool_size_and_its_setting(

@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
@@ -632,9 +632,7 @@ def _new_engine(
         engine = create_engine(
             url,
             echo=echo,
-            # No pre-ping (a round trip per transaction): a connection found
-            # dead before any statement was answered is replaced and the
-            # transaction run again (see _Transaction).
+            # No pre-ping (a round trip per transaction): see _PgTransaction.
             pool_size=pool_size,
             max_overflow=DEFAULT_SETTINGS["max_overflow"],
             pool_recycle=DEFAULT_SETTINGS["pool_recycle"],
@@ -907,6 +905,7 @@ class Database:
         snapshot: bool = True,
         commit: bool = True,
         stream: bool = False,
+        end_early: bool = False,
     ) -> AbstractContextManager[Cursor]:
         """One short transaction on a pooled connection: COMMIT on success, else ROLLBACK.
 
@@ -922,6 +921,9 @@ class Database:
                 runs the real statements and reports what they did).
             stream: the body reads through a server-side cursor, which on
                 PostgreSQL needs a transaction even for one statement.
+            end_early: the body has the transaction to itself, and on
+                PostgreSQL a write may send its last statements with the
+                COMMIT in one round trip (``end_with`` of the cursor).
 
         Raises:
             StaleConnectionError: PostgreSQL, the pooled connection was found
@@ -933,7 +935,9 @@ class Database:
             raise read_only_error(self.where)
         if not self.is_sqlite:
             if write:
-                return _PgTransaction(self, self._pg_write_begin, commit, pipeline=True)
+                return _PgTransaction(
+                    self, self._pg_write_begin, commit, pipeline=True, end_early=end_early
+                )
             if snapshot:
                 return _PgTransaction(self, (_PG_SNAPSHOT,), commit, pipeline=False)
             return _PgTransaction(self, (_PG_STREAM,) if stream else (), commit, pipeline=False)
@@ -1076,13 +1080,44 @@ class _PgCursor:
     sent together with the next fetch: BEGIN rides with the first statement.
     """
 
-    __slots__ = ("_cursor", "answered", "connection", "pipeline")
+    __slots__ = ("_cursor", "_end", "answered", "connection", "ended", "pipeline")
 
-    def __init__(self, cursor: Any, pipeline: Any) -> None:
+    def __init__(self, cursor: Any, pipeline: Any, end: Callable[[], None] | None) -> None:
         self._cursor = cursor
         self.connection = cursor.connection
         self.pipeline = pipeline
         self.answered = False
+        # Sends the transaction's end with what is queued (None: the body may not).
+        self._end = end
+        # True once the end went to the server: from then on, a lost
+        # connection leaves unknown whether the transaction was committed.
+        self.ended = False
+
+    def end_with(self, statements: Sequence[tuple[str, dict[str, Any]]]) -> list[Any]:
+        """Run ``statements`` as the transaction's last and return the first row of each.
+
+        In a write transaction of its own they are sent with BEGIN and the
+        transaction's COMMIT (ROLLBACK for a dry run) in one round trip;
+        nothing may run on the cursor afterwards. Elsewhere (several bodies
+        sharing one transaction) they run one after the other and the
+        transaction ends as usual.
+        """
+        if self._end is None:
+            rows = []
+            for operation, parameters in statements:
+                rows.append(self.execute(operation, parameters).fetchone())
+            return rows
+        cursors = [self.connection.cursor() for _ in statements]
+        try:
+            for cursor, (operation, parameters) in zip(cursors, statements, strict=True):
+                cursor.execute(operation, parameters)
+            self.ended = True
+            self._end()
+            self.answered = True
+            return [cursor.fetchone() for cursor in cursors]
+        finally:
+            for cursor in cursors:
+                cursor.close()
 
     def execute(self, operation: Any, parameters: Any = None) -> _PgCursor:
         """Run (in pipeline mode: queue) one statement."""
@@ -1139,23 +1174,44 @@ class _PgTransaction:
     The connection runs in autocommit mode and the transaction is ours:
     a one-statement read runs bare (one round trip); a write queues BEGIN,
     its ``SET LOCAL lock_timeout`` and its statements in a pipeline, so
-    they cost no round trip of their own and a create takes three (take
-    the seq, insert, COMMIT). No setting outlives the transaction, which
-    keeps every transaction right behind a pooler in transaction mode. There is
-    no pre-ping: a connection found dead before the server answered
-    anything raises :class:`StaleConnectionError` (nothing ran), any later
-    failure is reported as it is.
+    they cost no round trip of their own. A body that has the transaction
+    to itself may send its last statements with the COMMIT
+    (:meth:`_PgCursor.end_with`): a create without retention is one round
+    trip; otherwise COMMIT waits until a statement was answered (a create
+    with retention takes three: take the seq, insert, COMMIT). No setting
+    outlives the transaction, which keeps every transaction right behind a
+    pooler in transaction mode. There is no pre-ping: a connection whose
+    server hung up is replaced before use (:func:`_server_hung_up`), one
+    found dead before the server answered anything raises
+    :class:`StaleConnectionError` (nothing ran), one lost after the COMMIT
+    was sent is reported as an unknown outcome, any other failure as it is.
     """
 
-    __slots__ = ("_begin", "_commit", "_cursor", "_db", "_pipeline", "_raw", "_use_pipeline")
+    __slots__ = (
+        "_begin",
+        "_commit",
+        "_cursor",
+        "_db",
+        "_end_early",
+        "_pipeline",
+        "_raw",
+        "_use_pipeline",
+    )
 
     def __init__(
-        self, db: Database, begin: tuple[str, ...], commit: bool, *, pipeline: bool
+        self,
+        db: Database,
+        begin: tuple[str, ...],
+        commit: bool,
+        *,
+        pipeline: bool,
+        end_early: bool = False,
     ) -> None:
         self._db = db
         self._begin = begin
         self._commit = commit
         self._use_pipeline = pipeline
+        self._end_early = end_early
         self._pipeline: Any = None
 
     def __enter__(self) -> Cursor:
@@ -1167,7 +1223,8 @@ class _PgTransaction:
             if self._use_pipeline:
                 self._pipeline = dbapi.pipeline()  # a context manager
                 pipeline = self._pipeline.__enter__()
-            cursor = self._cursor = _PgCursor(dbapi.cursor(), pipeline)
+            end = self._send_end if self._end_early and pipeline is not None else None
+            cursor = self._cursor = _PgCursor(dbapi.cursor(), pipeline, end)
             if self._begin:
                 for statement in self._begin:
                     cursor.execute(statement)
@@ -1188,10 +1245,11 @@ class _PgTransaction:
             self._end(exc)
         cursor = self._cursor
         try:
-            if self._begin:
+            if self._begin and not cursor.ended:
                 if not cursor.answered:
-                    # Never send COMMIT with the first statements: a connection
-                    # lost then would leave unknown whether they were applied.
+                    # Never send COMMIT with the first statements unasked (see
+                    # _PgCursor.end_with): a connection lost then would leave
+                    # unknown whether they were applied.
                     cursor.sync()
                 cursor.execute("COMMIT" if self._commit else "ROLLBACK")
             # Leaving the pipeline sends what is queued and waits for the answers.
@@ -1201,6 +1259,11 @@ class _PgTransaction:
         except BaseException as failure:
             self._end(failure)
         self._db.checkin(self._raw)
+
+    def _send_end(self) -> None:
+        """Queue the transaction's end and leave the pipeline: one Sync for everything queued."""
+        self._cursor.execute("COMMIT" if self._commit else "ROLLBACK")
+        self._leave_pipeline(None)
 
     def _leave_pipeline(self, exc: BaseException | None) -> None:
         pipeline, self._pipeline = self._pipeline, None
@@ -1218,14 +1281,20 @@ class _PgTransaction:
             dbapi.autocommit = False
         except Exception:  # the connection may be dead; do not reuse it
             raw.invalidate()
-        stale = (
+        cursor = self._cursor
+        lost = (
             isinstance(exc, Exception)
             and is_driver_error(exc)
-            and (self._cursor is None or not self._cursor.answered)
             and bool(dbapi is None or dbapi.closed)
         )
         self._db.checkin(raw)
-        if stale:
+        if lost and cursor is not None and cursor.ended:
+            raise CheckpointDBError(
+                f"{self._db.where}: the connection was lost after the write was sent with "
+                f"its COMMIT, so whether it was stored is unknown ({str(exc).strip()}). "
+                "It was not retried: look before writing it again."
+            ) from exc
+        if lost and (cursor is None or not cursor.answered):
             raise StaleConnectionError(
                 f"{self._db.where}: the connection was lost before any statement ran "
                 f"({str(exc).strip()})"
