@@ -36,6 +36,7 @@ from sqlalchemy.pool import QueuePool
 from checkpointdb import CheckpointDBError, CheckpointStore, InvalidDataError, StoreBusyError
 from checkpointdb.engine import DEFAULT_SETTINGS, StaleConnectionError
 from checkpointdb.migrate import head_revision
+from checkpointdb.operations import Operation, perform_together, unchanged
 from checkpointdb.repository import Repository
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -565,6 +566,29 @@ def test_create_without_retention_takes_one_round_trip_and_single_reads_one(
         stored = store.manager("s")
         assert _round_trips(store, lambda: stored.create("step", {"n": 2}), 5) == 3
         assert len(manager) == 26
+
+
+def test_creates_sharing_one_transaction_land_together_or_not_at_all(postgres_url: str) -> None:
+    with CheckpointStore(postgres_url) as store:
+        manager = store.manager("s", keep="all")
+        manager.create("first", {})
+
+        def fail(cursor: Any) -> None:
+            raise RuntimeError("the last write of the group fails")
+
+        def creates(*names: str) -> list[Operation[Any, Any]]:
+            return [manager._create(name, {}, None, False, None) for name in names]
+
+        failing = [*creates("a", "b"), Operation(fail, unchanged, True)]
+        assert perform_together(failing, store._db) is None
+        assert [cp.name for cp in manager] == ["first"]
+        results = perform_together(creates("c", "d"), store._db)
+        assert results is not None and [result[0] for result in results] == [2, 3]
+        assert [(cp.id, cp.parent_id) for cp in manager] == [
+            ("s:1", None),
+            ("s:2", "s:1"),
+            ("s:3", "s:2"),
+        ]
 
 
 def test_a_connection_lost_after_the_commit_was_sent_is_reported_as_unknown_not_retried(
