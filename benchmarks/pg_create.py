@@ -9,13 +9,14 @@ What is measured, per call, with the same ~1 KB JSON state and compaction
 and the cap off:
 
 * ``checkpointdb create``: ``CheckpointManager.create``;
-* ``raw psycopg``: the same two statements (take the next seq in the
-  session row, insert the checkpoint) on one psycopg connection, written
-  the plain way: ``execute``, ``fetchone``, ``commit`` (BEGIN is a round
-  trip of its own there: 4 in all);
-* ``raw psycopg, pipelined``: the same statements and round trips as
-  checkpointdb (BEGIN and ``SET LOCAL lock_timeout`` queued with the first
-  statement: 3 in all);
+* ``raw psycopg``: the same two statements, as the store's repository
+  compiled them (take the next seq in the session row, insert the
+  checkpoint reading that seq), on one psycopg connection, written the
+  plain way: ``execute``, ``fetchone``, ``commit`` (BEGIN is a round trip
+  of its own there: 4 in all);
+* ``raw psycopg, pipelined``: the same statements and round trip as
+  checkpointdb: BEGIN, ``SET LOCAL lock_timeout``, both statements and
+  COMMIT in one pipeline sync;
 * ``PostgresSaver put``: LangGraph's ``PostgresSaver.put``, building its
   checkpoint dict included, when ``langgraph-checkpoint-postgres`` is installed;
 * ``checkpointdb get_latest``: one round trip.
@@ -66,53 +67,54 @@ def payload(step: int) -> dict[str, Any]:
 
 PAYLOADS = [payload(step) for step in range(100)]
 
-# The statements checkpointdb's create runs (with compaction and the cap off).
-TAKE_SEQ = (
-    "INSERT INTO sessions (id, created_at, updated_at, last_seq, checkpoint_count, "
-    "payload_bytes, metadata) VALUES (%(sid)s, %(now)s, %(now)s, 1, 1, %(size)s, '{}') "
-    "ON CONFLICT (id) DO UPDATE SET last_seq = sessions.last_seq + 1, "
-    "checkpoint_count = sessions.checkpoint_count + 1, "
-    "payload_bytes = sessions.payload_bytes + excluded.payload_bytes, "
-    "updated_at = excluded.updated_at "
-    "RETURNING last_seq, checkpoint_count, max_checkpoints, compress_after, keep_recent"
-)
-INSERT = (
-    "INSERT INTO checkpoints (session_id, seq, name, created_at, data, pinned, payload_bytes, "
-    "metadata, parent_seq) VALUES (%(sid)s::varchar, %(seq)s, 'step', %(now)s, %(data)s, false, "
-    "%(size)s, '{}', (SELECT max(p.seq) FROM checkpoints p WHERE p.session_id = %(sid)s::varchar)) "
-    "RETURNING parent_seq"
-)
-
-
 class Raw:
-    """checkpointdb's create statements on a plain psycopg connection."""
+    """checkpointdb's create statements, as its repository compiles them, on plain psycopg."""
 
-    def __init__(self, conninfo: str, session: str, *, pipelined: bool) -> None:
+    def __init__(
+        self, conninfo: str, session: str, statements: dict[str, str], *, pipelined: bool
+    ) -> None:
         self.conn = psycopg.connect(conninfo, autocommit=pipelined, prepare_threshold=None)
         self.session = session
         self.pipelined = pipelined
+        self.take_seq = statements["allocate"]
+        self.insert = statements["insert_at_last_seq"]
 
     def create(self, i: int) -> None:
         data = json.dumps(PAYLOADS[i % len(PAYLOADS)])
-        params: dict[str, Any] = {
-            "sid": self.session,
-            "now": datetime.now(UTC),
-            "size": len(data),
+        now = datetime.now(UTC)
+        take: dict[str, Any] = {
+            "session_id": self.session,
+            "now": now,
+            "seq_delta": 1,
+            "count_delta": 1,
+            "bytes_delta": len(data),
+            # What a manager with compaction and the cap off writes.
+            "max_checkpoints": -1,
+            "compress_after": -1,
+            "keep_recent": None,
+        }
+        insert: dict[str, Any] = {
+            "session_id": self.session,
+            "name": "step",
+            "created_at": now,
             "data": data,
+            "metadata": "{}",
+            "pinned": False,
+            "payload_bytes": len(data),
         }
         if not self.pipelined:
-            cursor = self.conn.execute(TAKE_SEQ, params)
-            params["seq"] = cursor.fetchone()[0]  # type: ignore[index]
-            cursor.execute(INSERT, params).fetchone()
+            self.conn.execute(self.take_seq, take).fetchone()
+            self.conn.execute(self.insert, insert).fetchone()
             self.conn.commit()
             return
         with self.conn.pipeline():
-            cursor = self.conn.cursor()
-            cursor.execute("BEGIN")
-            cursor.execute("SET LOCAL lock_timeout = 30000")  # as the store's writes do
-            params["seq"] = cursor.execute(TAKE_SEQ, params).fetchone()[0]  # type: ignore[index]
-            cursor.execute(INSERT, params).fetchone()
-            cursor.execute("COMMIT")
+            self.conn.execute("BEGIN")
+            self.conn.execute("SET LOCAL lock_timeout = 30000")  # as the store's writes do
+            taken = self.conn.execute(self.take_seq, take)
+            inserted = self.conn.execute(self.insert, insert)
+            self.conn.execute("COMMIT")
+        taken.fetchone()
+        inserted.fetchone()
 
 
 class LangGraph:
@@ -180,10 +182,11 @@ def run(url: str, conninfo: str, langgraph_conninfo: str, rounds: int, calls: in
     """Interleave the systems for ``rounds`` rounds of ``calls`` calls; print the table."""
     store = CheckpointStore(url)
     manager = store.manager("checkpointdb", **NO_RETENTION)
+    statements = store.context().repo.statements()
     systems: dict[str, Callable[[int], object]] = {
         "checkpointdb create": lambda i: manager.create("step", PAYLOADS[i % len(PAYLOADS)]),
-        "raw psycopg": Raw(conninfo, "raw", pipelined=False).create,
-        "raw psycopg, pipelined": Raw(conninfo, "pipelined", pipelined=True).create,
+        "raw psycopg": Raw(conninfo, "raw", statements, pipelined=False).create,
+        "raw psycopg, pipelined": Raw(conninfo, "pipelined", statements, pipelined=True).create,
     }
     peer = LangGraph(langgraph_conninfo) if HAVE_LANGGRAPH else None
     if peer is not None:

@@ -580,6 +580,34 @@ def test_store_used_after_fork_works_in_the_child_and_never_hangs(sqlite_path: P
         assert manager.get("s:3") is not None
 
 
+def _parked_backend_pids(store: CheckpointStore) -> list[int]:
+    """Server pids of the PostgreSQL connections the store keeps parked between transactions."""
+    return [raw.dbapi_connection.info.backend_pid for raw in store._db._idle]  # type: ignore[union-attr]
+
+
+def test_a_forked_child_never_uses_the_parents_parked_postgres_connections(
+    postgres_url: str,
+) -> None:
+    with CheckpointStore(postgres_url) as store:
+        manager = store.manager("s")
+        manager.create("parent", {})
+        parents = _parked_backend_pids(store)
+        assert len(parents) == 1
+
+        def child() -> str:
+            seqs = [manager.create("child", {"i": i}).seq for i in range(3)]
+            return f"{seqs}|{_parked_backend_pids(store)}"
+
+        seqs, pids = run_in_fork(child).split("|")
+
+        assert seqs == "[2, 3, 4]"
+        assert pids != "[]"
+        assert str(parents[0]) not in pids
+        # The parent's connection was neither used nor closed by the child.
+        assert manager.create("parent-again", {}).seq == 5
+        assert _parked_backend_pids(store) == parents
+
+
 def test_checkpoints_a_forked_child_writes_survive_the_parent_closing_the_store(
     sqlite_path: Path,
 ) -> None:

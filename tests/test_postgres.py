@@ -34,8 +34,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import QueuePool
 
 from checkpointdb import CheckpointDBError, CheckpointStore, InvalidDataError, StoreBusyError
-from checkpointdb.engine import DEFAULT_SETTINGS
+from checkpointdb.engine import DEFAULT_SETTINGS, StaleConnectionError
 from checkpointdb.migrate import head_revision
+from checkpointdb.operations import Operation, perform_together, unchanged
 from checkpointdb.repository import Repository
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -146,6 +147,8 @@ def test_four_processes_creating_in_one_session_get_ids_1_to_1000_without_error(
     with CheckpointStore(postgres_url) as store:
         manager = store.manager("shared", max_checkpoints=None, compress_after=None)
         assert [cp.seq for cp in manager] == list(range(1, 1001))
+        # Each insert saw every checkpoint committed before it took the seq.
+        assert [cp.parent_id for cp in manager] == [None] + [f"shared:{n}" for n in range(1, 1000)]
         (info,) = store.sessions()
         assert (info.last_seq, info.checkpoint_count) == (1000, 1000)
 
@@ -383,16 +386,21 @@ def test_sixteen_threads_share_the_default_pool_without_timeouts(postgres_url: s
             s: list(range(1, per_session + 1)) for s in issued
         }
         assert in_use["peak"] <= DEFAULT_SETTINGS["pool_size"] + DEFAULT_SETTINGS["max_overflow"]
+        assert store._db.in_use() == 0
+        # Between bursts at most pool_size connections stay open: parked by
+        # the store (still checked out of the pool) or idle in the pool.
         pool = cast(QueuePool, engine.pool)
-        assert pool.checkedout() == 0
-        assert pool.checkedin() <= DEFAULT_SETTINGS["pool_size"]
+        parked = len(store._db._idle)
+        assert pool.checkedout() == parked
+        open_in_pool = [rec for rec in pool._pool.queue if rec.dbapi_connection is not None]
+        assert 1 <= parked + len(open_in_pool) <= DEFAULT_SETTINGS["pool_size"]
 
 
 def test_a_connection_the_server_dropped_is_replaced_before_use(postgres_url: str) -> None:
     with CheckpointStore(postgres_url) as store:
         manager = store.manager("s")
         manager.create("first", {})
-        assert cast(QueuePool, store._db.engine.pool).checkedin() == 1
+        assert len(store._db._idle) == 1
         with store._db.transaction() as cursor:
             cursor.execute("SELECT pg_backend_pid()")
             pooled_pid = cursor.fetchone()[0]
@@ -409,6 +417,21 @@ def test_a_connection_the_server_dropped_is_replaced_before_use(postgres_url: st
             )
 
         assert manager.create("second", {}).id == "s:2"
+
+
+def test_a_create_on_a_terminated_connection_runs_once_on_a_new_one(postgres_url: str) -> None:
+    with CheckpointStore(postgres_url) as store:
+        manager = store.manager("s", keep="all")
+        manager.create("first", {})
+        (pid,) = _pooled_backend_pids(store)
+        _terminate(postgres_url, pid)
+        # Replaced before use, without a round trip: nothing is sent on it.
+        raw = store._db.checkout()
+        assert raw.dbapi_connection.info.backend_pid != pid  # type: ignore[union-attr]
+        store._db.checkin(raw)
+
+        assert manager.create("second", {}).id == "s:2"
+        assert [cp.id for cp in manager] == ["s:1", "s:2"]
 
 
 def _terminate(postgres_url: str, pid: int) -> None:
@@ -433,6 +456,25 @@ def _pooled_backend_pids(store: CheckpointStore) -> list[int]:
         cursor.execute("SELECT pg_backend_pid()")
         pids.append(cursor.fetchone()[0])
     return pids
+
+
+def test_closing_the_store_closes_the_connections_it_kept_between_transactions(
+    postgres_url: str,
+) -> None:
+    store = CheckpointStore(postgres_url)
+    store.manager("s").create("first", {})
+    (pid,) = [raw.dbapi_connection.info.backend_pid for raw in store._db._idle]  # type: ignore[union-attr]
+    store.close()
+    with _connect(postgres_url, autocommit=True) as admin:
+        _poll(
+            lambda: (
+                admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)
+                ).fetchone()
+                == (0,)
+            ),
+            f"backend {pid} is gone",
+        )
 
 
 def test_reads_and_streams_on_a_killed_connection_are_run_again_on_a_new_one(
@@ -508,15 +550,73 @@ def _round_trips(store: CheckpointStore, call: Callable[[], object], times: int)
     return switches / times
 
 
-def test_create_takes_three_round_trips_and_single_reads_one(postgres_url: str) -> None:
+def test_create_without_retention_takes_one_round_trip_and_single_reads_one(
+    postgres_url: str,
+) -> None:
     with CheckpointStore(postgres_url) as store:
         manager = store.manager("s", max_checkpoints=None, compress_after=None)
         manager.create("first", {"n": 0})
-        assert _round_trips(store, lambda: manager.create("step", {"n": 1}), 20) == 3
+        assert _round_trips(store, lambda: manager.create("step", {"n": 1}), 20) == 1
         assert _round_trips(store, manager.get_latest, 20) == 1
         assert _round_trips(store, lambda: len(manager), 20) == 1
         assert _round_trips(store, lambda: manager.get("s:1"), 20) == 1
         assert len(manager) == 21
+        assert [cp.parent_id for cp in manager][-2:] == ["s:19", "s:20"]
+        # Retention decided after the insert (the stored policy) waits for its answers.
+        stored = store.manager("s")
+        assert _round_trips(store, lambda: stored.create("step", {"n": 2}), 5) == 3
+        assert len(manager) == 26
+
+
+def test_creates_sharing_one_transaction_land_together_or_not_at_all(postgres_url: str) -> None:
+    with CheckpointStore(postgres_url) as store:
+        manager = store.manager("s", keep="all")
+        manager.create("first", {})
+
+        def fail(cursor: Any) -> None:
+            raise RuntimeError("the last write of the group fails")
+
+        def creates(*names: str) -> list[Operation[Any, Any]]:
+            return [manager._create(name, {}, None, False, None) for name in names]
+
+        failing = [*creates("a", "b"), Operation(fail, unchanged, True)]
+        assert perform_together(failing, store._db) is None
+        assert [cp.name for cp in manager] == ["first"]
+        results = perform_together(creates("c", "d"), store._db)
+        assert results is not None and [result[0] for result in results] == [2, 3]
+        assert [(cp.id, cp.parent_id) for cp in manager] == [
+            ("s:1", None),
+            ("s:2", "s:1"),
+            ("s:3", "s:2"),
+        ]
+
+
+def test_a_connection_lost_after_the_commit_was_sent_is_reported_as_unknown_not_retried(
+    postgres_url: str,
+) -> None:
+    with CheckpointStore(postgres_url) as store:
+        manager = store.manager("s", keep="all")
+        manager.create("first", {"n": 1})
+        with _connect(postgres_url, autocommit=True) as conn:
+            # The server ends the connection while it commits the next insert.
+            conn.execute(
+                "CREATE FUNCTION end_my_connection() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); "
+                "PERFORM pg_sleep(5); RETURN NULL; END $$"
+            )
+            conn.execute(
+                "CREATE CONSTRAINT TRIGGER end_at_commit AFTER INSERT ON checkpoints "
+                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION end_my_connection()"
+            )
+            with pytest.raises(CheckpointDBError) as excinfo:
+                manager.create("second", {"n": 2})
+            conn.execute("DROP TRIGGER end_at_commit ON checkpoints")
+
+        assert not isinstance(excinfo.value, StaleConnectionError)
+        assert "unknown" in str(excinfo.value)
+        assert "terminat" in str(excinfo.value)
+        assert [cp.name for cp in manager] == ["first"]
+        assert manager.create("third", {"n": 3}).id == "s:2"
 
 
 def test_a_pool_run_dry_raises_store_busy_naming_the_pool_size_and_its_setting(

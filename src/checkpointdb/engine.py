@@ -25,12 +25,14 @@ import logging
 import math
 import os
 import re
+import select
 import sqlite3
 import stat
 import sys
 import threading
+import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
@@ -655,6 +657,30 @@ def _install_trace(engine: Engine, trace: Trace) -> None:
 # after use instead of kept.
 _MAX_IDLE_SQLITE_CONNECTIONS = 8
 
+# libpq's PQTRANS_IDLE: a connection outside any transaction, nothing in flight.
+_PQ_IDLE = 0
+# Where a PostgreSQL connection's info records when it was opened (monotonic seconds).
+_CONNECTED_AT = "checkpointdb_connected_at"
+# Seconds after which a parked connection goes back to the pool, which replaces it.
+_PG_RECYCLE = float(DEFAULT_SETTINGS["pool_recycle"])
+
+
+def _server_hung_up(dbapi: Any) -> bool:
+    """Whether the server has closed an idle PostgreSQL connection, seen without a round trip.
+
+    An idle connection has nothing to read. A server that ended it (a
+    terminated backend, a shutdown, an idle timeout) left its FATAL message
+    or the end of the stream there, so a readable socket means the
+    connection cannot be used. A silent network failure is not seen here.
+    """
+    if dbapi.closed:
+        return True
+    if sys.platform == "win32":
+        return bool(select.select([dbapi.fileno()], [], [], 0)[0])
+    poller = select.poll()
+    poller.register(dbapi.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
+
 
 def create_sqlalchemy_engine(
     url: AnyURL,
@@ -731,12 +757,10 @@ def _new_engine(
         return engine
     if backend == "postgresql":
         require_psycopg()
-        return create_engine(
+        engine = create_engine(
             url,
             echo=echo,
-            # No pre-ping (a round trip per transaction): a connection found
-            # dead before any statement was answered is replaced and the
-            # transaction run again (see _Transaction).
+            # No pre-ping (a round trip per transaction): see _PgTransaction.
             pool_size=pool_size,
             max_overflow=DEFAULT_SETTINGS["max_overflow"],
             pool_recycle=DEFAULT_SETTINGS["pool_recycle"],
@@ -756,6 +780,16 @@ def _new_engine(
             },
             json_serializer=dumps_jsonb,
         )
+
+        from sqlalchemy import event
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+            # Parked connections skip the pool's recycling at checkout: Database
+            # recycles them by this time (the pool clears info on reconnect).
+            record.info[_CONNECTED_AT] = time.monotonic()
+
+        return engine
     raise CheckpointDBError(
         f"unsupported database {describe(url)!r}: use an SQLite path or a postgresql+psycopg:// URL"
     )
@@ -877,7 +911,10 @@ class Database:
         if echo or not isinstance(url, SqliteURL):
             self._engine = self._new_engine()
         self._pid = os.getpid()
-        # SQLite: connections parked between transactions (LIFO), and those in use.
+        # Connections parked between transactions (LIFO): reusing one costs a
+        # list pop, a pool checkout and checkin about 40 us each. PostgreSQL
+        # ones stay checked out of the pool, which so still bounds them all.
+        # SQLite: also those in use.
         self._idle: list[RawConnection] = []
         self._busy: set[RawConnection] = set()
         # Connections other threads were using when this process last forked.
@@ -965,7 +1002,7 @@ class Database:
         if self.is_sqlite:
             return len(self._busy)
         pool: Any = self.engine.pool
-        return int(pool.checkedout())
+        return int(pool.checkedout()) - len(self._idle)
 
     @property
     def closed(self) -> bool:
@@ -988,15 +1025,12 @@ class Database:
     def checkout(self) -> RawConnection:
         """A connection for one transaction; hand it back with :meth:`checkin`."""
         self._check_process()
+        if not self.is_sqlite:
+            return self._checkout_pg()
         raw: RawConnection
-        if self.is_sqlite:
-            try:
-                raw = self._idle.pop()
-            except IndexError:
-                pass
-            else:
-                self._busy.add(raw)
-                return raw
+        try:
+            raw = self._idle.pop()
+        except IndexError:
             if self._engine is None:
                 with self.errors:
                     raw = _SqliteRaw(
@@ -1008,13 +1042,17 @@ class Database:
                             trace=self._trace,
                         )
                     )
-                self._busy.add(raw)
-                return raw
+            else:
+                raw = self._from_pool()
+        self._busy.add(raw)
+        return raw
+
+    def _from_pool(self) -> RawConnection:
         from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
         try:
             with self.errors:
-                raw = self.engine.raw_connection()
+                return self.engine.raw_connection()
         except PoolTimeoutError as exc:
             raise StoreBusyError(
                 f"{self.where}: all {self.max_connections} connections of this store's pool "
@@ -1023,14 +1061,26 @@ class Database:
                 f"for {self.busy_timeout:g}s. Nothing was written; use fewer threads at once, "
                 "or raise pool_size (CheckpointStore(url, pool_size=...))."
             ) from exc
-        if self.is_sqlite:
-            self._busy.add(raw)
-        return raw
+
+    def _checkout_pg(self) -> RawConnection:
+        """The newest parked PostgreSQL connection the server has not closed, else the pool's."""
+        # Each connection found closed is replaced; past this many, the last
+        # one is handed out and its failure reported as it comes.
+        for _ in range(self.max_connections):
+            try:
+                raw = self._idle.pop()
+            except IndexError:
+                raw = self._from_pool()
+            if not _server_hung_up(raw.dbapi_connection):
+                return raw
+            raw.invalidate()
+            raw.close()
+        return self._from_pool()
 
     def checkin(self, raw: RawConnection) -> None:
         """Take back a connection from :meth:`checkout`, ready for its next user."""
         if not self.is_sqlite:
-            raw.close()
+            self._checkin_pg(raw)
             return
         self._busy.discard(raw)
         if not raw.is_valid or self._closed or self._pid != os.getpid():
@@ -1051,6 +1101,29 @@ class Database:
         else:
             raw.close()
 
+    def _checkin_pg(self, raw: RawConnection) -> None:
+        """Park a healthy idle PostgreSQL connection; hand any other back to the pool."""
+        dbapi: Any = raw.dbapi_connection
+        if (
+            raw.is_valid
+            and not self._closed
+            and self._pid == os.getpid()
+            and dbapi is not None
+            and not dbapi.closed
+            # Idle, outside any transaction: nothing of this user's reaches the next.
+            and dbapi.pgconn.transaction_status == _PQ_IDLE
+            # A pool's proxy (PostgreSQL's are): its record's info.
+            and time.monotonic() - cast(Any, raw).info.get(_CONNECTED_AT, 0.0) < _PG_RECYCLE
+        ):
+            if len(self._idle) < self.pool_size:
+                self._idle.append(raw)
+                return
+            # One more than the pool keeps between bursts (overflow): closed,
+            # its slot back in the pool.
+            raw.invalidate()
+        # The pool rolls back or replaces it (an old or broken one).
+        raw.close()
+
     def transaction(
         self,
         *,
@@ -1058,6 +1131,7 @@ class Database:
         snapshot: bool = True,
         commit: bool = True,
         stream: bool = False,
+        end_early: bool = False,
     ) -> AbstractContextManager[Cursor]:
         """One short transaction on a pooled connection: COMMIT on success, else ROLLBACK.
 
@@ -1073,6 +1147,9 @@ class Database:
                 runs the real statements and reports what they did).
             stream: the body reads through a server-side cursor, which on
                 PostgreSQL needs a transaction even for one statement.
+            end_early: the body has the transaction to itself, and on
+                PostgreSQL a write may send its last statements with the
+                COMMIT in one round trip (``end_with`` of the cursor).
 
         Raises:
             StaleConnectionError: PostgreSQL, the pooled connection was found
@@ -1084,7 +1161,9 @@ class Database:
             raise read_only_error(self.where)
         if not self.is_sqlite:
             if write:
-                return _PgTransaction(self, self._pg_write_begin, commit, pipeline=True)
+                return _PgTransaction(
+                    self, self._pg_write_begin, commit, pipeline=True, end_early=end_early
+                )
             if snapshot:
                 return _PgTransaction(self, (_PG_SNAPSHOT,), commit, pipeline=False)
             return _PgTransaction(self, (_PG_STREAM,) if stream else (), commit, pipeline=False)
@@ -1227,13 +1306,44 @@ class _PgCursor:
     sent together with the next fetch: BEGIN rides with the first statement.
     """
 
-    __slots__ = ("_cursor", "answered", "connection", "pipeline")
+    __slots__ = ("_cursor", "_end", "answered", "connection", "ended", "pipeline")
 
-    def __init__(self, cursor: Any, pipeline: Any) -> None:
+    def __init__(self, cursor: Any, pipeline: Any, end: Callable[[], None] | None) -> None:
         self._cursor = cursor
         self.connection = cursor.connection
         self.pipeline = pipeline
         self.answered = False
+        # Sends the transaction's end with what is queued (None: the body may not).
+        self._end = end
+        # True once the end went to the server: from then on, a lost
+        # connection leaves unknown whether the transaction was committed.
+        self.ended = False
+
+    def end_with(self, statements: Sequence[tuple[str, dict[str, Any]]]) -> list[Any]:
+        """Run ``statements`` as the transaction's last and return the first row of each.
+
+        In a write transaction of its own they are sent with BEGIN and the
+        transaction's COMMIT (ROLLBACK for a dry run) in one round trip;
+        nothing may run on the cursor afterwards. Elsewhere (several bodies
+        sharing one transaction) they run one after the other and the
+        transaction ends as usual.
+        """
+        if self._end is None:
+            rows = []
+            for operation, parameters in statements:
+                rows.append(self.execute(operation, parameters).fetchone())
+            return rows
+        cursors = [self.connection.cursor() for _ in statements]
+        try:
+            for cursor, (operation, parameters) in zip(cursors, statements, strict=True):
+                cursor.execute(operation, parameters)
+            self.ended = True
+            self._end()
+            self.answered = True
+            return [cursor.fetchone() for cursor in cursors]
+        finally:
+            for cursor in cursors:
+                cursor.close()
 
     def execute(self, operation: Any, parameters: Any = None) -> _PgCursor:
         """Run (in pipeline mode: queue) one statement."""
@@ -1290,23 +1400,44 @@ class _PgTransaction:
     The connection runs in autocommit mode and the transaction is ours:
     a one-statement read runs bare (one round trip); a write queues BEGIN,
     its ``SET LOCAL lock_timeout`` and its statements in a pipeline, so
-    they cost no round trip of their own and a create takes three (take
-    the seq, insert, COMMIT). No setting outlives the transaction, which
-    keeps every transaction right behind a pooler in transaction mode. There is
-    no pre-ping: a connection found dead before the server answered
-    anything raises :class:`StaleConnectionError` (nothing ran), any later
-    failure is reported as it is.
+    they cost no round trip of their own. A body that has the transaction
+    to itself may send its last statements with the COMMIT
+    (:meth:`_PgCursor.end_with`): a create without retention is one round
+    trip; otherwise COMMIT waits until a statement was answered (a create
+    with retention takes three: take the seq, insert, COMMIT). No setting
+    outlives the transaction, which keeps every transaction right behind a
+    pooler in transaction mode. There is no pre-ping: a connection whose
+    server hung up is replaced before use (:func:`_server_hung_up`), one
+    found dead before the server answered anything raises
+    :class:`StaleConnectionError` (nothing ran), one lost after the COMMIT
+    was sent is reported as an unknown outcome, any other failure as it is.
     """
 
-    __slots__ = ("_begin", "_commit", "_cursor", "_db", "_pipeline", "_raw", "_use_pipeline")
+    __slots__ = (
+        "_begin",
+        "_commit",
+        "_cursor",
+        "_db",
+        "_end_early",
+        "_pipeline",
+        "_raw",
+        "_use_pipeline",
+    )
 
     def __init__(
-        self, db: Database, begin: tuple[str, ...], commit: bool, *, pipeline: bool
+        self,
+        db: Database,
+        begin: tuple[str, ...],
+        commit: bool,
+        *,
+        pipeline: bool,
+        end_early: bool = False,
     ) -> None:
         self._db = db
         self._begin = begin
         self._commit = commit
         self._use_pipeline = pipeline
+        self._end_early = end_early
         self._pipeline: Any = None
 
     def __enter__(self) -> Cursor:
@@ -1318,7 +1449,8 @@ class _PgTransaction:
             if self._use_pipeline:
                 self._pipeline = dbapi.pipeline()  # a context manager
                 pipeline = self._pipeline.__enter__()
-            cursor = self._cursor = _PgCursor(raw.cursor(), pipeline)
+            end = self._send_end if self._end_early and pipeline is not None else None
+            cursor = self._cursor = _PgCursor(dbapi.cursor(), pipeline, end)
             if self._begin:
                 for statement in self._begin:
                     cursor.execute(statement)
@@ -1339,10 +1471,11 @@ class _PgTransaction:
             self._end(exc)
         cursor = self._cursor
         try:
-            if self._begin:
+            if self._begin and not cursor.ended:
                 if not cursor.answered:
-                    # Never send COMMIT with the first statements: a connection
-                    # lost then would leave unknown whether they were applied.
+                    # Never send COMMIT with the first statements unasked (see
+                    # _PgCursor.end_with): a connection lost then would leave
+                    # unknown whether they were applied.
                     cursor.sync()
                 cursor.execute("COMMIT" if self._commit else "ROLLBACK")
             # Leaving the pipeline sends what is queued and waits for the answers.
@@ -1352,6 +1485,11 @@ class _PgTransaction:
         except BaseException as failure:
             self._end(failure)
         self._db.checkin(self._raw)
+
+    def _send_end(self) -> None:
+        """Queue the transaction's end and leave the pipeline: one Sync for everything queued."""
+        self._cursor.execute("COMMIT" if self._commit else "ROLLBACK")
+        self._leave_pipeline(None)
 
     def _leave_pipeline(self, exc: BaseException | None) -> None:
         pipeline, self._pipeline = self._pipeline, None
@@ -1369,14 +1507,20 @@ class _PgTransaction:
             dbapi.autocommit = False
         except Exception:  # the connection may be dead; do not reuse it
             raw.invalidate()
-        stale = (
+        cursor = self._cursor
+        lost = (
             isinstance(exc, Exception)
             and is_driver_error(exc)
-            and (self._cursor is None or not self._cursor.answered)
             and bool(dbapi is None or dbapi.closed)
         )
         self._db.checkin(raw)
-        if stale:
+        if lost and cursor is not None and cursor.ended:
+            raise CheckpointDBError(
+                f"{self._db.where}: the connection was lost after the write was sent with "
+                f"its COMMIT, so whether it was stored is unknown ({str(exc).strip()}). "
+                "It was not retried: look before writing it again."
+            ) from exc
+        if lost and (cursor is None or not cursor.answered):
             raise StaleConnectionError(
                 f"{self._db.where}: the connection was lost before any statement ran "
                 f"({str(exc).strip()})"

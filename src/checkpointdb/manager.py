@@ -491,8 +491,15 @@ class ManagerBase(ABC, Generic[DataT]):
         now = datetime.now(UTC)
         repo, session_id = context.repo, self.session_id
         to_store = self._policy_to_store
+        # This manager writes the cap and compaction off with the row: nothing
+        # to decide after the insert, so it can end the write (one round trip).
+        appends_only = parent_seq is None and to_store[0] == to_store[1] == STORED_OFF
 
         def body(cursor: Cursor) -> tuple[int, int | None, RetentionPolicy, int]:
+            if appends_only:
+                row = NewRow(0, name, now, data_json, meta_json, size, pinned)
+                (seq, _, stored), parent = repo.append(cursor, session_id, now, row, to_store)
+                return seq, parent, RetentionPolicy.from_stored(stored), 0
             if parent_seq is not None and not repo.exists(cursor, session_id, parent_seq):
                 raise NotFoundError(
                     f"parent {format_id(session_id, parent_seq)!r} is not a live checkpoint"

@@ -117,7 +117,7 @@ def perform(plan: Plan[T], db: Database) -> T:
     while True:
         try:
             with db.transaction(
-                write=plan.write, snapshot=plan.snapshot, commit=plan.commit
+                write=plan.write, snapshot=plan.snapshot, commit=plan.commit, end_early=True
             ) as cursor:
                 result = plan.body(cursor)
             break

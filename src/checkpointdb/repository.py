@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from .checkpoint import Checkpoint, RetentionPolicy, SessionInfo, format_id
 from .engine import Cursor, Database
@@ -144,6 +144,8 @@ class Repository:
         self._set_metadata = compiled["set_metadata"]
         self._insert = compiled["insert"]
         self._insert_on_newest = compiled["insert_on_newest"]
+        # PostgreSQL only (see append).
+        self._insert_at_last_seq = compiled.get("insert_at_last_seq")
         self._exists = compiled["exists"]
         self._lineage = compiled["lineage"]
         self._fork_totals = compiled["fork_totals"]
@@ -225,10 +227,13 @@ class Repository:
         return _Compiled(str(compiled), constants)
 
     @staticmethod
+    def _bound(stmt: _Compiled, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """A statement's SQL and its parameters, constants included."""
+        return stmt.sql, {**stmt.constants, **params} if stmt.constants else params
+
+    @staticmethod
     def _run(cursor: Cursor, stmt: _Compiled, params: dict[str, Any]) -> Cursor:
-        if stmt.constants:
-            params = {**stmt.constants, **params}
-        cursor.execute(stmt.sql, params)
+        cursor.execute(*Repository._bound(stmt, params))
         return cursor
 
     def _row_to_checkpoint(self, session_id: str, row: Sequence[Any]) -> Checkpoint:
@@ -275,22 +280,27 @@ class Repository:
             The new last_seq (the highest seq taken), the live count including
             the new rows, and the session's policy columns after the write.
         """
+        params = self._allocation_params(session_id, now, payload_bytes, rows, policy)
+        return self._allocation(self._run(cursor, self._allocate, params).fetchone())
+
+    def _allocation_params(
+        self, session_id: str, now: datetime, payload_bytes: int, rows: int, policy: StoredPolicy
+    ) -> dict[str, Any]:
         max_checkpoints, compress_after, keep_recent = policy
-        self._run(
-            cursor,
-            self._allocate,
-            {
-                "session_id": session_id,
-                "now": self._encode_time(now),
-                "seq_delta": rows,
-                "count_delta": rows,
-                "bytes_delta": payload_bytes,
-                "max_checkpoints": max_checkpoints,
-                "compress_after": compress_after,
-                "keep_recent": keep_recent,
-            },
-        )
-        last_seq, count, *stored = cursor.fetchone()
+        return {
+            "session_id": session_id,
+            "now": self._encode_time(now),
+            "seq_delta": rows,
+            "count_delta": rows,
+            "bytes_delta": payload_bytes,
+            "max_checkpoints": max_checkpoints,
+            "compress_after": compress_after,
+            "keep_recent": keep_recent,
+        }
+
+    @staticmethod
+    def _allocation(row: Sequence[Any]) -> Allocation:
+        last_seq, count, *stored = row
         return Allocation(int(last_seq), int(count), (stored[0], stored[1], stored[2]))
 
     def _row_params(self, session_id: str, row: NewRow) -> dict[str, Any]:
@@ -316,6 +326,42 @@ class Repository:
         self._run(cursor, self._insert_on_newest, self._row_params(session_id, row))
         parent = cursor.fetchone()[0]
         return None if parent is None else int(parent)
+
+    def append(
+        self,
+        cursor: Cursor,
+        session_id: str,
+        now: datetime,
+        row: NewRow,
+        policy: StoredPolicy = NO_POLICY,
+    ) -> tuple[Allocation, int | None]:
+        """Take the next seq and insert ``row`` with it on the newest live row, ending the write.
+
+        These must be the transaction's last statements. On PostgreSQL both
+        go to the server with the transaction's COMMIT, in one round trip
+        (see ``end_with`` of the PostgreSQL cursor): the upsert locks the
+        session row first, and the INSERT, a statement of its own with a
+        snapshot taken after that lock, reads the seq and the newest live
+        row (every writer before it has committed). ``row.seq`` is ignored.
+
+        Returns:
+            What :meth:`allocate` returns, and the seq of the new row's parent.
+        """
+        allocation_params = self._allocation_params(session_id, now, row.payload_bytes, 1, policy)
+        if self._insert_at_last_seq is None:
+            allocation = self._allocation(
+                self._run(cursor, self._allocate, allocation_params).fetchone()
+            )
+            row = row._replace(seq=allocation.last_seq)
+            return allocation, self.insert_on_newest(cursor, session_id, row)
+        taken, inserted = cast(Any, cursor).end_with(
+            [
+                self._bound(self._allocate, allocation_params),
+                self._bound(self._insert_at_last_seq, self._row_params(session_id, row)),
+            ]
+        )
+        parent = inserted[0]
+        return self._allocation(taken), None if parent is None else int(parent)
 
     def exists(self, cursor: Cursor, session_id: str, seq: int) -> bool:
         """Whether checkpoint ``seq`` of the session is live."""

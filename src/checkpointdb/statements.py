@@ -363,6 +363,22 @@ def build_statements(name: str) -> dict[str, ClauseElement]:
         )
         .returning(_cp.parent_seq)
     )
+    if name == "postgresql":
+        # The seq the session upsert just took, read in the INSERT itself, so
+        # both statements go to the server together (Repository.append).
+        statements["insert_at_last_seq"] = (
+            checkpoints_table.insert()
+            .values(
+                **{
+                    **row_values,
+                    "seq": select(_s.last_seq).where(_s.id == session).scalar_subquery(),
+                },
+                parent_seq=select(func.max(previous.c.seq))
+                .where(previous.c.session_id == session)
+                .scalar_subquery(),
+            )
+            .returning(_cp.parent_seq)
+        )
     statements["exists"] = (
         select(_cp.seq).where(_cp.session_id == session, _cp.seq == seq)
     )

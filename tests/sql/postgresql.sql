@@ -132,6 +132,13 @@ WHERE checkpoints.session_id = %(session_id)s::VARCHAR AND checkpoints.seq = %(s
 -- insert
 INSERT INTO checkpoints (session_id, seq, name, created_at, data, metadata, pinned, payload_bytes, parent_seq) VALUES (%(session_id)s::VARCHAR, %(seq)s::BIGINT, %(name)s::VARCHAR, %(created_at)s::TIMESTAMP WITH TIME ZONE, %(data)s::JSONB, %(metadata)s::JSONB, %(pinned)s, %(payload_bytes)s::INTEGER, %(parent_seq)s::BIGINT);
 
+-- insert_at_last_seq
+INSERT INTO checkpoints (session_id, seq, name, created_at, data, metadata, pinned, payload_bytes, parent_seq) VALUES (%(session_id)s::VARCHAR, (SELECT sessions.last_seq
+FROM sessions
+WHERE sessions.id = %(session_id)s::VARCHAR), %(name)s::VARCHAR, %(created_at)s::TIMESTAMP WITH TIME ZONE, %(data)s::JSONB, %(metadata)s::JSONB, %(pinned)s, %(payload_bytes)s::INTEGER, (SELECT max(previous.seq) AS max_1
+FROM checkpoints AS previous
+WHERE previous.session_id = %(session_id)s::VARCHAR)) RETURNING checkpoints.parent_seq;
+
 -- insert_on_newest
 INSERT INTO checkpoints (session_id, seq, name, created_at, data, metadata, pinned, payload_bytes, parent_seq) VALUES (%(session_id)s::VARCHAR, %(seq)s::BIGINT, %(name)s::VARCHAR, %(created_at)s::TIMESTAMP WITH TIME ZONE, %(data)s::JSONB, %(metadata)s::JSONB, %(pinned)s, %(payload_bytes)s::INTEGER, (SELECT max(previous.seq) AS max_1
 FROM checkpoints AS previous
