@@ -86,6 +86,39 @@ def dumps_json(value: Any) -> str:
     )
 
 
+def _validated_json_encoder() -> Callable[[Any], str]:
+    """:func:`dumps_json` for values validation has walked, so known to hold no cycle.
+
+    It skips json.dumps's layers (a new encoder object per call) and its
+    bookkeeping of every container against cycles: about 3 µs of a 1 KB
+    state on every create. The text is exactly :func:`dumps_json`'s.
+    """
+    make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if make_encoder is None:  # a Python without the C accelerator
+        return dumps_json
+    # The arguments json.JSONEncoder.iterencode passes for dumps_json's options,
+    # with no dict of containers seen (markers=None): no cycle check.
+    chunks = make_encoder(
+        None,  # markers
+        _mapping_as_object,  # default
+        json.encoder.encode_basestring,  # ensure_ascii=False
+        None,  # indent
+        ":",
+        ",",
+        False,  # sort_keys
+        False,  # skipkeys
+        False,  # allow_nan
+    )
+
+    def dumps_validated(value: Any) -> str:
+        return "".join(chunks(value, 0))
+
+    return dumps_validated
+
+
+dumps_validated_json = _validated_json_encoder()
+
+
 # A JSON string, or a number in exponent form (the only tokens that matter here).
 _STRING_OR_EXPONENT_NUMBER = re.compile(r'"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?[eE][+-]?\d+')
 # Every number in exponent form has this inside; most texts have none at all.
