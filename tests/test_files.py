@@ -368,6 +368,25 @@ def test_backup_of_a_postgresql_store_points_to_pg_dump(postgres_url: str, tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
+def test_json_text_written_by_hand_reads_back_and_text_after_it_is_corruption(
+    sqlite_path: Path,
+) -> None:
+    with CheckpointStore(sqlite_path) as store:
+        created = store.manager("s").create("x", {"a": 1})
+    connection = sqlite3.connect(sqlite_path)
+    with connection:
+        connection.execute("UPDATE checkpoints SET data = ' {\"a\": [1, 2]}\n', metadata = '{ }'")
+    with CheckpointStore(sqlite_path) as store:
+        found = store.manager("s").get(created.id)
+        assert found is not None and (found.data, found.metadata) == ({"a": [1, 2]}, {})
+    with connection:
+        connection.execute("UPDATE checkpoints SET data = '{\"a\": 1} and more'")
+    connection.close()
+    with CheckpointStore(sqlite_path) as store, pytest.raises(CorruptDatabaseError) as caught:
+        list(store.manager("s").find(limit=1))
+    assert "Extra data" in str(caught.value)
+
+
 def test_a_damaged_payload_is_reported_as_corruption_naming_the_file(sqlite_path: Path) -> None:
     with CheckpointStore(sqlite_path) as store:
         created = store.manager("s").create("x", {"marker": "unmistakable-marker"})

@@ -74,6 +74,9 @@ SCALARS: list[Any] = [
     "\\",
     "é",
     "\n",
+    # Strings spelled as a stored empty list or object reads back in SQL.
+    "[]",
+    "{}",
 ]
 
 
@@ -551,16 +554,19 @@ def test_plain_keys_and_other_keys_match_by_the_same_rules(store: CheckpointStor
     # A path of plain identifiers runs as json_type/json_extract on SQLite,
     # any other as json_each joins: both must find exactly the same rows.
     mgr = store.manager("s", max_checkpoints=None, compress_after=None)
-    stored = [1, 1.0, "1", True, False, None, [1], {"x": 1}, "[1]", '{"x":1}']
+    stored = [1, 1.0, "1", True, False, None, [1], {"x": 1}, "[1]", '{"x":1}', 0]
     for value in stored:
         mgr.create("n", {}, {"k": value, "k-k": value, "a": {"b": value}, "a a": {"b b": value}})
     mgr.create("n", {}, {"k": {}, "a": [{"b": 1}]})
-    for wanted in (1, 1.0, "1", True, False, None, "[1]", '{"x":1}', 2, "x"):
+    for wanted in (1, 1.0, "1", True, False, None, "[1]", '{"x":1}', 2, "x", 0, 0.0, "{}"):
         plain = ids(mgr.find(metadata={"k": wanted}, newest_first=False))
         assert plain == ids(mgr.find(metadata={("k-k",): wanted}, newest_first=False))
         nested = ids(mgr.find(metadata={"a.b": wanted}, newest_first=False))
         assert nested == ids(mgr.find(metadata={("a a", "b b"): wanted}, newest_first=False))
         assert nested == plain
     assert ids(mgr.find(metadata={"k": 1}, newest_first=False)) == ["s:1", "s:2"]
+    assert ids(mgr.find(metadata={"k": 0.0})) == ["s:11"]
+    assert ids(mgr.find(metadata={"k": False})) == ["s:5"]
+    assert ids(mgr.find(metadata={"k": 2})) == ids(mgr.find(metadata={"k": "{}"})) == []
     assert ids(mgr.find(metadata={"k": "[1]"})) == ["s:9"]
     assert ids(mgr.find(metadata={"k": None})) == ["s:6"]

@@ -69,9 +69,13 @@ def test_an_sqlite_repository_by_name_runs_what_the_dialect_compiles() -> None:
     for name, value in vars(by_dialect).items():
         if type(value).__name__ == "_Compiled":
             assert getattr(by_name, name) == value, name
-    assert by_name._find_statements == {
-        shape: by_dialect._compile_find(shape) for shape in by_name._find_statements
-    }
+    for shape, found in by_name._find_statements.items():
+        sql, names, _constants = by_dialect.sqlite_find_entry(shape)
+        assert found.sql == sql, shape
+        # Each value lands on the mark the dialect puts it at.
+        values = {name: f"value of {name}" for name in names}
+        assert found.in_order is not None
+        assert found.in_order(values) == by_dialect._compile_find(shape).in_order(values), shape
     assert len(by_name._find_statements) == 64
 
 

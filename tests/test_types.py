@@ -14,6 +14,7 @@ from sqlalchemy.exc import StatementError
 from checkpointdb import CheckpointStore, InvalidDataError, NaiveDatetimeError
 from checkpointdb.sqltypes import JSONDocument, UTCDateTime
 from checkpointdb.types import (
+    decode_json,
     decode_time,
     encode_time_text,
     jsonb_text,
@@ -144,3 +145,33 @@ def test_jsonb_text_writes_exponent_floats_positionally_and_nothing_else(
 ) -> None:
     assert jsonb_text(text) == expected
     assert json.loads(jsonb_text(text)) == json.loads(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a":[1,2.5,"x",null,true,{"b":{}}],"é":"\\u00e9"}',
+        '{"a": 1}',
+        ' {"a":1}',
+        '{"a":1}\n',
+        '"just a string"',
+        "[]",
+        "NaN",
+        '{"a":1}x',
+        '{"a":1}{}',
+        "",
+        "x",
+        "\ufeff{}",
+        '{"a":',
+    ],
+)
+def test_stored_json_text_decodes_exactly_as_json_loads_does(text: str) -> None:
+    try:
+        expected = json.loads(text)
+    except ValueError as exc:
+        with pytest.raises(type(exc)) as caught:
+            decode_json(text)
+        assert str(caught.value) == str(exc)
+        return
+    # repr: NaN is not equal to itself, and 1 and 1.0 or True are.
+    assert repr(decode_json(text)) == repr(expected)

@@ -34,7 +34,10 @@ type), and the repository compiles it once per shape:
   (``[A-Za-z_][A-Za-z0-9_]*``) reads the same on every version unquoted, so
   it is bound as one path string (``$.agent.role``) and tested with
   ``json_type`` and ``json_extract``: the same rules, at about half the cost
-  of the ``json_each`` joins for a match near the newest checkpoints.
+  of the ``json_each`` joins for a match near the newest checkpoints. The
+  ``json_type`` test is left out where ``json_extract``'s value alone
+  decides (any number but 0 and 1; any string not starting with ``{`` or
+  ``[``).
 """
 
 from __future__ import annotations
@@ -294,8 +297,9 @@ class FindQuery(NamedTuple):
             params["limit"] = limit
         match_shapes = []
         for index, (column, path, value, json_path) in enumerate(matches):
-            match_shapes.append((column, len(path), _kind(value), json_path is not None))
+            kind = _kind(value)
             if dialect_name == "postgresql":
+                match_shapes.append((column, len(path), kind, json_path is not None))
                 document: Any = value
                 for key in reversed(path):
                     document = {key: document}
@@ -303,11 +307,14 @@ class FindQuery(NamedTuple):
                 continue
             if json_path is not None:
                 params[f"path{index}"] = json_path
+                if kind in _TYPED_KINDS and _equal_means_same_json(value):
+                    kind = "equal"
             else:
                 for depth, key in enumerate(path):
                     params[f"key{index}_{depth}"] = key
             if type(value) in (str, int, float):
                 params[f"value{index}"] = value
+            match_shapes.append((column, len(path), kind, json_path is not None))
         shape = (
             session_id is not None,
             name is not None,
@@ -327,6 +334,25 @@ FindShape = tuple[bool, bool, bool, bool, bool, bool, tuple[tuple[str, int, str,
 def _plain(path: tuple[str, ...]) -> bool:
     """Whether every key of ``path`` is a plain identifier (see the module docstring)."""
     return all(_PLAIN_KEY.fullmatch(key) for key in path)
+
+
+# Kinds whose match tests the JSON type beside the value (see _value_test).
+_TYPED_KINDS = ("text", "number")
+
+
+def _equal_means_same_json(value: JSONScalar) -> bool:
+    """Whether ``json_extract(...) = value`` alone already means the same JSON type.
+
+    json_extract gives a JSON string as its text, a number as itself, true
+    and false as 1 and 0, and an object or array as its JSON text; SQL never
+    finds text equal to a number. So only a number equal to 0 or 1 can meet a
+    boolean, and only a string starting with ``{`` or ``[`` an object's or
+    array's text: any other value skips the type test, about 2 µs of a
+    find() near the newest checkpoints.
+    """
+    if type(value) is str:
+        return not value.startswith(("{", "["))
+    return value != 0 and value != 1
 
 
 def _kind(value: JSONScalar) -> str:
@@ -445,6 +471,9 @@ def _value_test(
     from sqlalchemy import bindparam, literal_column
 
     test: ColumnElement[bool]
+    if kind == "equal":  # the value alone decides (see _equal_means_same_json)
+        test = atom == bindparam(f"value{index}")
+        return test
     if kind in ("null", "true", "false"):
         test = json_type == literal_column(f"'{kind}'")
         return test

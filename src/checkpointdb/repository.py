@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from .checkpoint import Checkpoint, RetentionPolicy, SessionInfo, format_id
@@ -23,7 +25,8 @@ from .query import FindQuery, FindShape
 from .types import decode_json, decode_time, encode_time_text, jsonb_text, require_aware
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Dialect
+    from sqlalchemy.engine import Compiled, Dialect
+    from sqlalchemy.sql import Select
     from sqlalchemy.sql.elements import ClauseElement
 
 # Rows fetched per round trip when streaming a session.
@@ -118,7 +121,7 @@ class Repository:
         # The database as errors name it (a path, or a URL without password).
         self.where = where
         compiled: dict[str, _Compiled]
-        self._find_statements: dict[FindShape, _Compiled] = {}
+        self._find_statements: dict[FindShape, _FindStatement] = {}
         if isinstance(dialect, str):
             if dialect != "sqlite":
                 raise ValueError(f"no precompiled statements for {dialect!r}; pass its Dialect")
@@ -127,8 +130,10 @@ class Repository:
             self._dialect: Dialect | None = None
             name = dialect
             compiled = {key: _Compiled(*entry) for key, entry in STATEMENTS.items()}
-            for shape, entry in FIND_STATEMENTS.items():
-                self._find_statements[shape] = _Compiled(*entry)
+            for shape, (sql, names, constants) in FIND_STATEMENTS.items():
+                self._find_statements[shape] = _FindStatement(
+                    sql, _values_in_order(names, constants)
+                )
         else:
             from .statements import build_statements
 
@@ -223,8 +228,7 @@ class Repository:
 
     def _compile(self, stmt: ClauseElement) -> _Compiled:
         compiled = stmt.compile(dialect=self.dialect)
-        constants = {key: value for key, value in compiled.params.items() if value is not None}
-        return _Compiled(str(compiled), constants)
+        return _Compiled(str(compiled), _constants(compiled))
 
     @staticmethod
     def _bound(stmt: _Compiled, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -809,13 +813,13 @@ class Repository:
         client cursor would hold them all in memory); SQLite steps its
         statement lazily anyway.
         """
-        stmt, params = self._find_statement(query)
+        sql, params = self._find_statement(query)
         session_id = query.session_id
         rows: Any = cursor
         if self.dialect_name == "postgresql":
             rows = cursor.connection.cursor(name="checkpointdb_find")
         try:
-            self._run(rows, stmt, params)
+            rows.execute(sql, params)
             while page := rows.fetchmany(page_size):
                 for row in page:
                     if session_id is None:
@@ -833,22 +837,26 @@ class Repository:
         page of rows is in memory either way, and on PostgreSQL it needs no
         server-side cursor (nor the transaction one needs).
         """
-        stmt, params = self._find_statement(query)
+        sql, params = self._find_statement(query)
         session_id = query.session_id
         row_to_checkpoint = self._row_to_checkpoint
-        rows = self._run(cursor, stmt, params).fetchall()
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
         if session_id is None:
             return [row_to_checkpoint(row[0], row[1:]) for row in rows]
         return [row_to_checkpoint(session_id, row) for row in rows]
 
-    def _find_statement(self, query: FindQuery) -> tuple[_Compiled, dict[str, Any]]:
+    def _find_statement(self, query: FindQuery) -> tuple[str, Any]:
+        """The SQL of ``query``'s shape, and its values as that SQL binds them."""
         shape, params = query.bind(self._encode_time, self.dialect_name)
-        stmt = self._find_statements.get(shape)
-        if stmt is None:
-            stmt = self._compile_find(shape)
-        return stmt, params
+        found = self._find_statements.get(shape)
+        if found is None:
+            found = self._compile_find(shape)
+        sql, in_order = found
+        return sql, params if in_order is None else in_order(params)
 
-    def _compile_find(self, shape: FindShape) -> _Compiled:
+    def _find_select(self, shape: FindShape) -> Select[Any]:
+        """The find() statement of one query shape, built (imports SQLAlchemy)."""
         from sqlalchemy import bindparam, literal_column, select
 
         from .query import find_clauses
@@ -864,12 +872,63 @@ class Repository:
                 # Else SQLite's LIMIT comes with OFFSET as a bound constant,
                 # merged into the parameters on every call.
                 stmt = stmt.offset(literal_column("0"))
-        compiled = self._compile(stmt)
+        return stmt
+
+    def sqlite_find_entry(self, shape: FindShape) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+        """SQLite's find() SQL for one shape with ``?`` marks, the names they bind, and constants.
+
+        Positional: sqlite3 binds a tuple by index, but looks up each name of
+        a dict (about 1 µs of a find near the newest rows).
+        """
+        positional = self._find_select(shape).compile(dialect=_sqlite_positional())
+        return str(positional), tuple(positional.positiontup or ()), _constants(positional)
+
+    def _compile_find(self, shape: FindShape) -> _FindStatement:
+        if self.dialect_name == "sqlite":
+            sql, names, constants = self.sqlite_find_entry(shape)
+            found = _FindStatement(sql, _values_in_order(names, constants))
+        else:
+            compiled = self._compile(self._find_select(shape))
+            fixed = compiled.constants
+            found = _FindStatement(
+                compiled.sql, (lambda params: {**fixed, **params}) if fixed else None
+            )
         if len(self._find_statements) >= _FIND_STATEMENTS_KEPT:
             # Forget the oldest shape (dicts keep insertion order).
             self._find_statements.pop(next(iter(self._find_statements)), None)
-        self._find_statements[shape] = compiled
-        return compiled
+        self._find_statements[shape] = found
+        return found
+
+
+def _constants(compiled: Compiled) -> dict[str, Any]:
+    """The parameters a compiled statement binds to fixed values."""
+    return {key: value for key, value in compiled.params.items() if value is not None}
+
+
+class _FindStatement(NamedTuple):
+    """A find() statement's SQL, and how its values are bound (None: by name, as a dict)."""
+
+    sql: str
+    in_order: Callable[[dict[str, Any]], Any] | None
+
+
+@cache
+def _sqlite_positional() -> Dialect:
+    """SQLite's dialect with ``?`` placeholders, for the find() statements."""
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.dialect(paramstyle="qmark")
+
+
+def _values_in_order(
+    names: tuple[str, ...], constants: dict[str, Any]
+) -> Callable[[dict[str, Any]], Any]:
+    """The values of a dict of parameters, in the order of a positional statement's marks."""
+    if constants:
+        return lambda params: tuple({**constants, **params}[name] for name in names)
+    if len(names) > 1:
+        return itemgetter(*names)  # a tuple for two names or more
+    return lambda params: tuple(params[name] for name in names)
 
 
 def repository_for(db: Database) -> Repository:

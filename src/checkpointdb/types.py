@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -82,6 +82,39 @@ def dumps_json(value: Any) -> str:
     )
 
 
+def _validated_json_encoder() -> Callable[[Any], str]:
+    """:func:`dumps_json` for values validation has walked, so known to hold no cycle.
+
+    It skips json.dumps's layers (a new encoder object per call) and its
+    bookkeeping of every container against cycles: about 3 µs of a 1 KB
+    state on every create. The text is exactly :func:`dumps_json`'s.
+    """
+    make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if make_encoder is None:  # a Python without the C accelerator
+        return dumps_json
+    # The arguments json.JSONEncoder.iterencode passes for dumps_json's options,
+    # with no dict of containers seen (markers=None): no cycle check.
+    chunks = make_encoder(
+        None,  # markers
+        _mapping_as_object,  # default
+        json.encoder.encode_basestring,  # ensure_ascii=False
+        None,  # indent
+        ":",
+        ",",
+        False,  # sort_keys
+        False,  # skipkeys
+        False,  # allow_nan
+    )
+
+    def dumps_validated(value: Any) -> str:
+        return "".join(chunks(value, 0))
+
+    return dumps_validated
+
+
+dumps_validated_json = _validated_json_encoder()
+
+
 # A JSON string, or a number in exponent form (the only tokens that matter here).
 _STRING_OR_EXPONENT_NUMBER = re.compile(r'"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?[eE][+-]?\d+')
 # Every number in exponent form has this inside; most texts have none at all.
@@ -114,8 +147,26 @@ def dumps_jsonb(value: Any) -> str:
     return jsonb_text(dumps_json(value))
 
 
+# The C scanner behind json.loads. Called directly on stored text, which we
+# wrote compact (no surrounding whitespace), it skips json.loads's Python
+# layers and its two whitespace matches: about 2 of the 3 µs json.loads takes
+# for a small document, paid twice per row read.
+_scan_json: Callable[[str, int], tuple[Any, int]]
+_scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
 def decode_json(value: Any) -> Any:
     """A stored JSON value (SQLite text, or already parsed by the PostgreSQL driver)."""
+    if type(value) is str:
+        try:
+            decoded, end = _scan_json(value, 0)
+        except StopIteration:  # nothing JSON at the start: json.loads names the problem
+            pass
+        else:
+            if end == len(value):
+                return decoded
+        # Whitespace around the value, or something after it: json.loads decides.
+        return json.loads(value)
     if isinstance(value, str | bytes):
         return json.loads(value)
     return value

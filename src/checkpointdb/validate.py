@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import InvalidDataError, PayloadTooLargeError
-from .types import dumps_json
+from .types import dumps_validated_json
 
 # Names and session ids are identifiers people type and read in tables.
 MAX_NAME_LENGTH = 255
@@ -193,7 +193,7 @@ def encode_payload(value: Any, what: str, max_depth: int, max_bytes: int) -> tup
         # the full walk, which also says what and where anything is wrong.
         check_json(value, what, max_depth)
     try:
-        text = dumps_json(value)
+        text = dumps_validated_json(value)  # checked above: no cycle
     except ValueError as exc:  # NaN or infinity, or an int too long to print
         check_json(value, what, max_depth)
         raise InvalidDataError(f"{_unprintable_int_path(value, what)}: {exc}") from None
