@@ -19,10 +19,13 @@ running exactly the statements our saver runs (taken from the saver itself,
 so they stay in step with the code) with no Python layer of ours around
 them: for ``put`` the JSON and serializer encoding, ``BEGIN IMMEDIATE``, the
 statements and ``COMMIT``; for ``get_tuple`` (newest checkpoint) the read
-statement and its rows, not even decoded. Systems run in interleaved rounds
-(the order alternating), each round a batch of calls per system; the ratios
-are per round (a system's median over SqliteSaver's median in that round),
-reported as median and lowest-highest round.
+statement and its rows, not even decoded. A fourth, *lean*, puts only what
+that storage cannot do without (the session row's counters, the checkpoint
+row, a row per changed channel: no LangGraph id row, no parent lookup).
+Systems run in interleaved rounds (the order alternating), each round a
+batch of calls per system; the ratios are per round (a system's median over
+SqliteSaver's median in that round), reported as median and lowest-highest
+round.
 """
 
 from __future__ import annotations
@@ -55,7 +58,11 @@ POLICY_OFF = (-1, -1, None)
 class Floor:
     """Our saver's statements on a bare sqlite3 connection: the least a put or read costs."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, lean: bool = False) -> None:
+        # lean: only what the storage cannot do without (the session's
+        # counters, the checkpoint row, the changed channels' rows): no
+        # LangGraph id row and no parent lookup. Such a file cannot be read.
+        self.lean = lean
         with CheckpointStore(path, synchronous="NORMAL") as store:
             ours = CheckpointDBSaver(store)
             self.sql = ours._sql  # the statements our saver runs, as it runs them
@@ -100,13 +107,14 @@ class Floor:
             )
         cursor = self.conn.cursor()
         cursor.execute("BEGIN IMMEDIATE")
-        known = dict(cursor.execute(self.sql.find_ids, params).fetchall())
+        known = {} if self.lean else dict(cursor.execute(self.sql.find_ids, params).fetchall())
         params["seq"] = self.repo.allocate(
             cursor, THREAD, datetime.now(UTC), params["bytes"], 1, POLICY_OFF
         ).last_seq
         params["parent_seq"] = known.get(parent)
         cursor.execute(self.sql.insert_checkpoint, params)
-        cursor.execute(self.sql.insert_id, params)
+        if not self.lean:
+            cursor.execute(self.sql.insert_id, params)
         cursor.executemany(self.sql.insert_blob, blobs)
         cursor.execute("COMMIT")
         return {
@@ -166,12 +174,16 @@ def main() -> None:
         lg_saver.setup()
         conn.execute("PRAGMA synchronous=NORMAL")
         floor = Floor(Path(tmp) / "floor.db")
+        lean = Floor(Path(tmp) / "lean.db", lean=True)
         stack.callback(floor.conn.close)
+        stack.callback(lean.conn.close)
         systems = {
             "ours (CheckpointDBSaver)": System("ours", CheckpointDBSaver(store), "sqlite"),
             "floor: our statements, raw sqlite3": System("floor", floor, "sqlite"),  # type: ignore[arg-type]
+            "floor, lean: no id row, no parent lookup": System("lean", lean, "sqlite"),  # type: ignore[arg-type]
             "SqliteSaver": System("lg", lg_saver, "sqlite"),
         }
+        readers = {name: s for name, s in systems.items() if s.saver is not lean}
         for system in systems.values():
             for step in range(args.rows):
                 system.put_step(THREAD, step)
@@ -191,7 +203,7 @@ def main() -> None:
         report(
             f"get_tuple, newest checkpoint of {args.rows:,}+ (floor: rows fetched, not decoded)",
             interleaved(
-                {name: (lambda s=s: s.saver.get_tuple(CONFIG)) for name, s in systems.items()},
+                {name: (lambda s=s: s.saver.get_tuple(CONFIG)) for name, s in readers.items()},
                 args.rounds,
                 args.calls,
             ),
