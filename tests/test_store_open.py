@@ -171,6 +171,32 @@ def test_an_up_to_date_sqlite_store_opens_and_works_without_sqlalchemy_or_alembi
     assert result.stdout.strip() == "[]"
 
 
+def test_the_asyncio_store_opens_an_sqlite_store_and_works_without_sqlalchemy(
+    sqlite_path: Path,
+) -> None:
+    with CheckpointStore(sqlite_path) as store:
+        store.manager("s").create("old", {"n": 0})
+    code = (
+        "import asyncio, sys\n"
+        "from checkpointdb.aio import AsyncCheckpointStore\n"
+        "async def main():\n"
+        f"    async with AsyncCheckpointStore({str(sqlite_path)!r}) as store:\n"
+        "        mgr = store.manager('s')\n"
+        "        new = await mgr.create('a', {'n': 1})\n"
+        "        assert await mgr.get(new.id) == new == await mgr.get_latest()\n"
+        "        assert [c.name async for c in mgr] == ['old', 'a']\n"
+        "        assert [c.id async for c in mgr.find(name='a', limit=5)] == [new.id]\n"
+        "        assert store.where.endswith('.db')\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'sqlalchemy')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize("read_only", [False, True], ids=["read-write", "read-only"])
 def test_the_stores_own_sqlite_connections_are_set_up_as_the_engines(
     sqlite_path: Path, read_only: bool

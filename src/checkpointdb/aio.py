@@ -54,12 +54,19 @@ from itertools import islice
 from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar, cast, overload
-
-from sqlalchemy.engine import URL
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from .checkpoint import STORED, Checkpoint, DataT, JSONDict, KeepRecent, Limit, SessionInfo
-from .engine import DEFAULT_SETTINGS, Database, Trace, describe, resolve_url
+from .engine import (
+    DEFAULT_SETTINGS,
+    AnyURL,
+    Database,
+    SqliteURL,
+    Trace,
+    describe,
+    resolve_target,
+    sqlalchemy_url,
+)
 from .errors import CheckpointDBError, StoreClosedError
 from .manager import (
     FIRST_PAGE_AFTER,
@@ -87,6 +94,9 @@ from .repository import PAGE_SIZE
 from .store import ExpiryReport, StoreBase, VacuumReport, backup_sqlite, open_database
 from .validate import DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAYLOAD_BYTES
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
 T = TypeVar("T")
 M = TypeVar("M")
 
@@ -103,12 +113,14 @@ _POSTGRESQL_THREADS = DEFAULT_SETTINGS["pool_size"] + DEFAULT_SETTINGS["max_over
 _GROUP_LIMIT = 64
 
 
-def check_async_url(url: URL) -> None:
+def check_async_url(url: AnyURL) -> None:
     """Refuse, before anything is opened, a database URL the asyncio API cannot run.
 
     Raises:
         CheckpointDBError: a PostgreSQL URL with another driver than psycopg.
     """
+    if isinstance(url, SqliteURL):
+        return
     if url.get_backend_name() == "postgresql" and url.get_driver_name() != "psycopg":
         raise CheckpointDBError(
             f"the asyncio API runs PostgreSQL through psycopg 3: use a postgresql+psycopg:// "
@@ -315,7 +327,7 @@ class AsyncCheckpointStore(StoreBase):
         trace: Trace | None = None,
     ) -> None:
         self._set_limits(max_payload_bytes, max_depth)
-        self._url = resolve_url(url)
+        self._url = resolve_target(url)
         check_async_url(self._url)
         self._auto_upgrade = auto_upgrade
         self._read_only = read_only
@@ -412,7 +424,7 @@ class AsyncCheckpointStore(StoreBase):
     @property
     def url(self) -> URL:
         """The database URL (for SQLite, with an absolute path)."""
-        return self._url
+        return sqlalchemy_url(self._url)
 
     @property
     def where(self) -> str:
