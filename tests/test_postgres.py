@@ -501,16 +501,19 @@ def test_a_connection_lost_after_a_statement_ran_is_reported_not_retried(
         manager.create("first", {"n": 1})
         repo = store._repo
         inserts: list[int] = []
-        insert = repo.insert_on_newest
+        append = repo.append
 
-        def insert_then_lose_the_connection(cursor: Any, session_id: str, row: Any) -> Any:
-            # The seq was taken (answered) when the connection goes away.
-            inserts.append(row.seq)
+        def insert_then_lose_the_connection(*args: Any, **kwargs: Any) -> Any:
+            # The seq was taken and the row inserted (both answered), COMMIT
+            # not sent yet, when the connection goes away.
+            result = append(*args, **kwargs)
+            inserts.append(result[0].last_seq)
+            cursor = args[0]
             cursor.execute("SELECT pg_backend_pid()")
             _terminate(postgres_url, cursor.fetchone()[0])
-            return insert(cursor, session_id, row)
+            return result
 
-        monkeypatch.setattr(repo, "insert_on_newest", insert_then_lose_the_connection)
+        monkeypatch.setattr(repo, "append", insert_then_lose_the_connection)
         with pytest.raises(CheckpointDBError) as excinfo:
             manager.create("second", {"n": 2})
         monkeypatch.undo()
@@ -562,9 +565,10 @@ def test_create_without_retention_takes_one_round_trip_and_single_reads_one(
         assert _round_trips(store, lambda: manager.get("s:1"), 20) == 1
         assert len(manager) == 21
         assert [cp.parent_id for cp in manager][-2:] == ["s:19", "s:20"]
-        # Retention decided after the insert (the stored policy) waits for its answers.
+        # Retention decided after the insert (the stored policy) waits for its
+        # answers before COMMIT: the upsert and the insert go together, then COMMIT.
         stored = store.manager("s")
-        assert _round_trips(store, lambda: stored.create("step", {"n": 2}), 5) == 3
+        assert _round_trips(store, lambda: stored.create("step", {"n": 2}), 5) == 2
         assert len(manager) == 26
 
 

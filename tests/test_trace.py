@@ -25,13 +25,14 @@ def _matches(traced: str, compiled: str, dialect: str) -> bool:
 def _ran_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record the SQL of every statement the repository runs from now on."""
     ran: list[str] = []
-    run = Repository._run
+    bound = Repository._bound
 
-    def recording(cursor: Any, stmt: Any, params: dict[str, Any]) -> Any:
+    def recording(stmt: Any, params: dict[str, Any]) -> Any:
+        # Every statement is bound before it runs, alone or sent with others.
         ran.append(stmt.sql)
-        return run(cursor, stmt, params)
+        return bound(stmt, params)
 
-    monkeypatch.setattr(Repository, "_run", staticmethod(recording))
+    monkeypatch.setattr(Repository, "_bound", staticmethod(recording))
     return ran
 
 

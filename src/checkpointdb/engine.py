@@ -1329,10 +1329,7 @@ class _PgCursor:
         transaction ends as usual.
         """
         if self._end is None:
-            rows = []
-            for operation, parameters in statements:
-                rows.append(self.execute(operation, parameters).fetchone())
-            return rows
+            return self.together(statements)
         cursors = [self.connection.cursor() for _ in statements]
         try:
             for cursor, (operation, parameters) in zip(cursors, statements, strict=True):
@@ -1340,6 +1337,22 @@ class _PgCursor:
             self.ended = True
             self._end()
             self.answered = True
+            return [cursor.fetchone() for cursor in cursors]
+        finally:
+            for cursor in cursors:
+                cursor.close()
+
+    def together(self, statements: Sequence[tuple[str, dict[str, Any]]]) -> list[Any]:
+        """Run ``statements`` in one round trip (in pipeline mode) and return each one's first row.
+
+        They are sent together and answered together; the transaction goes
+        on, and its COMMIT is still sent only after their answers came.
+        """
+        cursors = [self.connection.cursor() for _ in statements]
+        try:
+            for cursor, (operation, parameters) in zip(cursors, statements, strict=True):
+                cursor.execute(operation, parameters)
+            self.sync()
             return [cursor.fetchone() for cursor in cursors]
         finally:
             for cursor in cursors:
@@ -1404,7 +1417,8 @@ class _PgTransaction:
     to itself may send its last statements with the COMMIT
     (:meth:`_PgCursor.end_with`): a create without retention is one round
     trip; otherwise COMMIT waits until a statement was answered (a create
-    with retention takes three: take the seq, insert, COMMIT). No setting
+    with retention takes two: take the seq and insert together
+    (:meth:`_PgCursor.together`), then COMMIT). No setting
     outlives the transaction, which keeps every transaction right behind a
     pooler in transaction mode. There is no pre-ping: a connection whose
     server hung up is replaced before use (:func:`_server_hung_up`), one

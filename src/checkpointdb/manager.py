@@ -504,11 +504,14 @@ class ManagerBase(ABC, Generic[DataT]):
                 raise NotFoundError(
                     f"parent {format_id(session_id, parent_seq)!r} is not a live checkpoint"
                 )
-            seq, count, stored = repo.allocate(cursor, session_id, now, size, policy=to_store)
-            row = NewRow(seq, name, now, data_json, meta_json, size, pinned, parent_seq)
             if parent_seq is None:
-                parent_of_row = repo.insert_on_newest(cursor, session_id, row)
+                row = NewRow(0, name, now, data_json, meta_json, size, pinned)
+                (seq, count, stored), parent_of_row = repo.append(
+                    cursor, session_id, now, row, to_store, last=False
+                )
             else:
+                seq, count, stored = repo.allocate(cursor, session_id, now, size, policy=to_store)
+                row = NewRow(seq, name, now, data_json, meta_json, size, pinned, parent_seq)
                 repo.insert(cursor, session_id, row)
                 parent_of_row = parent_seq
             policy = RetentionPolicy.from_stored(stored)

@@ -338,15 +338,19 @@ class Repository:
         now: datetime,
         row: NewRow,
         policy: StoredPolicy = NO_POLICY,
+        *,
+        last: bool = True,
     ) -> tuple[Allocation, int | None]:
-        """Take the next seq and insert ``row`` with it on the newest live row, ending the write.
+        """Take the next seq and insert ``row`` with it on the newest live row.
 
-        These must be the transaction's last statements. On PostgreSQL both
-        go to the server with the transaction's COMMIT, in one round trip
-        (see ``end_with`` of the PostgreSQL cursor): the upsert locks the
-        session row first, and the INSERT, a statement of its own with a
-        snapshot taken after that lock, reads the seq and the newest live
-        row (every writer before it has committed). ``row.seq`` is ignored.
+        On PostgreSQL both statements go to the server together, in one round
+        trip: the upsert locks the session row first, and the INSERT, a
+        statement of its own with a snapshot taken after that lock, reads the
+        seq and the newest live row (every writer before it has committed).
+        With ``last`` they must be the transaction's last statements, and the
+        COMMIT goes with them (see ``end_with`` of the PostgreSQL cursor);
+        else the transaction goes on after their answers. ``row.seq`` is
+        ignored.
 
         Returns:
             What :meth:`allocate` returns, and the seq of the new row's parent.
@@ -358,7 +362,8 @@ class Repository:
             )
             row = row._replace(seq=allocation.last_seq)
             return allocation, self.insert_on_newest(cursor, session_id, row)
-        taken, inserted = cast(Any, cursor).end_with(
+        run = cast(Any, cursor).end_with if last else cast(Any, cursor).together
+        taken, inserted = run(
             [
                 self._bound(self._allocate, allocation_params),
                 self._bound(self._insert_at_last_seq, self._row_params(session_id, row)),
