@@ -438,15 +438,18 @@ def _terminate(postgres_url: str, pid: int) -> None:
     """End backend ``pid`` from another connection and wait until it is gone."""
     with _connect(postgres_url, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        _poll(
-            lambda: (
-                admin.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)
-                ).fetchone()
-                == (0,)
-            ),
-            f"backend {pid} is gone",
-        )
+        _wait_until_gone(admin, pid)
+
+
+def _wait_until_gone(admin: psycopg.Connection[Any], pid: int) -> None:
+    """Wait until the server has no backend ``pid`` any more."""
+    _poll(
+        lambda: (
+            admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+            == (0,)
+        ),
+        f"backend {pid} is gone",
+    )
 
 
 def _pooled_backend_pids(store: CheckpointStore) -> list[int]:
@@ -466,15 +469,7 @@ def test_closing_the_store_closes_the_connections_it_kept_between_transactions(
     (pid,) = [raw.dbapi_connection.info.backend_pid for raw in store._db._idle]  # type: ignore[union-attr]
     store.close()
     with _connect(postgres_url, autocommit=True) as admin:
-        _poll(
-            lambda: (
-                admin.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)
-                ).fetchone()
-                == (0,)
-            ),
-            f"backend {pid} is gone",
-        )
+        _wait_until_gone(admin, pid)
 
 
 def test_reads_and_streams_on_a_killed_connection_are_run_again_on_a_new_one(
