@@ -237,3 +237,7 @@ class SessionInfo:
     metadata: JSONDict = field(default_factory=dict)
     forked_from: str | None = None
     policy: RetentionPolicy = RetentionPolicy()
+
+
+# What fork copies: the checkpoint, its live ancestors, or every live one up to it.
+FORK_HISTORIES = ("latest", "lineage", "all")

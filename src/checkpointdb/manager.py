@@ -32,6 +32,7 @@ from typing import IO, Any, Generic, Literal, Protocol, TypeVar, cast, overload
 import jsonpatch
 
 from .checkpoint import (
+    FORK_HISTORIES,
     MAX_SEQ,
     STORED,
     STORED_OFF,
@@ -63,7 +64,6 @@ from .operations import (
 from .query import FindQuery, session_filters, takes_filters
 from .repository import (
     END_OF_TIME,
-    FORK_HISTORIES,
     PAGE_SIZE,
     NameCount,
     NewRow,

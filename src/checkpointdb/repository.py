@@ -18,7 +18,7 @@ from functools import cache
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from .checkpoint import Checkpoint, RetentionPolicy, SessionInfo, format_id
+from .checkpoint import FORK_HISTORIES, Checkpoint, RetentionPolicy, SessionInfo, format_id
 from .engine import Cursor, Database
 from .errors import CorruptDatabaseError
 from .query import FindQuery, FindShape
@@ -97,8 +97,6 @@ StoredPolicy = tuple[int | None, int | None, int | None]
 # Policy columns to write: None leaves a column as it is.
 NO_POLICY: StoredPolicy = (None, None, None)
 
-# What fork copies: the checkpoint, its live ancestors, or every live one up to it.
-FORK_HISTORIES = ("latest", "lineage", "all")
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import BindParameter, ClauseElement
 
+from .checkpoint import FORK_HISTORIES
 from .models import checkpoints_table, sessions_table
-from .repository import FORK_HISTORIES
 
 _cp = checkpoints_table.c
 _s = sessions_table.c
