@@ -13,6 +13,7 @@ pgbouncer fails instead of skipping.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -111,8 +112,17 @@ class PooledDatabases:
 
         with psycopg.connect(_driver_url(self.base_url), autocommit=True) as conn:
             for database in self.created:
-                # FORCE: PgBouncer keeps its idle server connections open.
-                conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+                # FORCE: PgBouncer keeps its idle server connections open. A
+                # process of another role (autovacuum) cannot be ended by the
+                # test user: it finishes on its own, so try again shortly.
+                for attempt in range(50):
+                    try:
+                        conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+                        break
+                    except psycopg.errors.InsufficientPrivilege:
+                        if attempt == 49:
+                            raise
+                        time.sleep(0.1)
 
 
 def _needs_postgres(item: pytest.Item) -> bool:
